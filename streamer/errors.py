@@ -1,0 +1,65 @@
+"""The one errors module: every user-facing failure is a StreamerError.
+
+Each error carries the exit code documented in DESIGN.md section 1 and a
+one-line message saying what failed, where, and what to do.  Exceptions from
+aiobotocore, asyncpg and aiomysql are translated into these at the boundary;
+nothing else reaches the CLI, which prints ``str(error)`` on one line.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_LOCKED = 4
+EXIT_INTERRUPTED = 130
+
+
+class StreamerError(Exception):
+    """A failure the operator can act on; ``exit_code`` is what the CLI returns."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} ({hint})" if hint else message)
+
+
+class ConfigError(StreamerError):
+    """Bad flag, environment variable or config file value (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class PreflightError(StreamerError):
+    """A problem found before any upload started: unreachable DB, too few tables (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class SourceError(StreamerError):
+    """tar or the database dump failed or was killed (exit 1)."""
+
+
+class RegionError(StreamerError):
+    """One region failed; the run may still meet its quorum."""
+
+
+class BackupFailed(StreamerError):
+    """Too few regions committed: nothing new is committed anywhere (exit 1)."""
+
+
+class LockHeld(StreamerError):
+    """Another host holds the backup lock for this build and periodicity (exit 4)."""
+
+    exit_code = EXIT_LOCKED
+
+
+class NotFound(StreamerError):
+    """No committed backup matches the request."""
+
+
+class IntegrityError(StreamerError):
+    """Stored bytes do not match the manifest's hash."""
