@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +25,7 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 
-class Periodicity(str, Enum):
+class Periodicity(StrEnum):
     HOURLY = "hourly"
     DAILY = "daily"
     WEEKLY = "weekly"

@@ -22,3 +22,6 @@ class ProcessSource:
     warn_exit_codes: frozenset[int] = frozenset()
     # Human description of a warning exit code, recorded in the manifest.
     warn_text: str = ""
+    # The source writes a listing, one line per member, to the file
+    # descriptor that replaces "{listing_fd}" in argv; its lines are counted.
+    listing: bool = False

@@ -1,0 +1,36 @@
+"""The memory budget: a byte-counting limiter with current and peak use.
+
+All chunk buffers of all streams and regions together are accounted here.  A
+producer ``acquire``s a part's size before it fills the buffer and the last
+region to acknowledge that part ``release``s it, so the producer waits -- the
+backpressure -- whenever the slowest live region is ``budget`` bytes behind.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+
+class ByteBudget:
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("budget must be positive")
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._changed = anyio.Event()
+
+    async def acquire(self, n: int) -> None:
+        if n > self.limit:
+            raise ValueError(f"cannot hold {n} bytes in a budget of {self.limit}")
+        while self.used + n > self.limit:
+            await self._changed.wait()
+        self.used += n
+        self.peak = max(self.peak, self.used)
+
+    def release(self, n: int) -> None:
+        if n > self.used:
+            raise ValueError(f"releasing {n} bytes but only {self.used} are held")
+        self.used -= n
+        self._changed.set()
+        self._changed = anyio.Event()

@@ -1,0 +1,200 @@
+"""The command line (DESIGN.md section 1), built with typer.
+
+``streamer PERIODICITY BUILD_IDENTIFIER`` is ``streamer backup ...``.  Every
+user-facing failure is one line on stderr and a documented exit code; the
+traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+
+from . import __version__
+from .config import (
+    Config,
+    Periodicity,
+    load_file,
+    merge_sources,
+    parse_build_identifier,
+    parse_config,
+)
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
+
+T = TypeVar("T")
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    committed in every region
+  1    failed: nothing new committed anywhere (earlier backups untouched)
+  2    usage or configuration error, found before any upload started
+  3    partial: committed in at least --quorum regions but not all
+  4    skipped: another host holds the backup lock for this build and periodicity
+  130  interrupted (SIGINT/SIGTERM); in-flight uploads aborted"""
+
+ENV_HELP = """\b
+Environment (flag > environment > config file > default):
+  S3_HOST_BASE        endpoints, one per region, separated by | or :
+  S3_ACCESS_KEY       access key(s), one for all or one per region (|)
+  S3_SECRET_KEY       secret key(s), likewise
+  S3_LOCATION         region name(s), default us-east-1
+  STREAMER_BUCKET     bucket (default WEBSITE_URL with . -> -, plus -backups)
+  STREAMER_WEBROOT    webroot, default /var/www/html
+  EXCLUDE_FROM_BACKUP, DIRECTORIES_TO_MOUNT   :-separated paths below the webroot
+  PERSIST_ASSETS_TO_DATASTORE   1: exclude every mount point below the webroot
+  DATABASE_INSTALLATION_TYPE    Maria, MySQL, Postgres or None
+  DB_HOST DB_PORT DB_USERNAME DB_PASSWORD DB_NAME   database connection
+  STREAMER_MEMORY_BUDGET        default 256MiB
+  STREAMER_COMPRESSION          zstd (default), gzip, none; STREAMER_COMPRESSION_LEVEL
+  STREAMER_QUORUM     regions that must commit, default all
+  STREAMER_STALL_TIMEOUT        seconds without progress before a region is dropped (300)
+  STREAMER_CHECKSUM   sha256 (default), md5, crc32
+  STREAMER_KEEP_HOURLY ... STREAMER_KEEP_MANUAL   backups kept per periodicity
+  STREAMER_CONFIG     config file (default /etc/streamer/streamer.toml)"""
+
+app = typer.Typer(
+    name="streamer",
+    help="Stream webroot and database backups to every S3 region at once.\n\n"
+    + ENV_HELP + "\n\n" + EXIT_CODES_HELP,
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Inspect the configuration.")
+app.add_typer(config_app, name="config")
+
+STATE: dict[str, Any] = {"debug": False}
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
+QuorumOpt = Annotated[int | None, typer.Option("--quorum", help="Regions that must commit.")]
+BudgetOpt = Annotated[str | None, typer.Option("--memory-budget", help="e.g. 256MiB.")]
+WebrootOpt = Annotated[Path | None, typer.Option("--webroot", help="Webroot directory.")]
+CompressionOpt = Annotated[str | None, typer.Option("--compression", help="zstd, gzip or none.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
+def load_config(config_file: Path | None, flags: dict[str, str | None]) -> Config:
+    env = dict(os.environ)
+    path = config_file or (Path(env["STREAMER_CONFIG"]) if env.get("STREAMER_CONFIG") else None)
+    if path is None and Path("/etc/streamer/streamer.toml").exists():
+        path = Path("/etc/streamer/streamer.toml")
+    file_settings = load_file(path) if path else {}
+    return parse_config(merge_sources(file_settings, env, flags))
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run on asyncio+uvloop; SIGINT/SIGTERM cancel the work (exit 130)."""
+    interrupted = False
+
+    async def main() -> T:
+        nonlocal interrupted
+        result: list[T] = []
+        async with anyio.create_task_group() as tg:
+            async def watch() -> None:
+                nonlocal interrupted
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        interrupted = True
+                        tg.cancel_scope.cancel()
+                        return
+
+            async def work() -> None:
+                result.append(await fn())
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            tg.start_soon(work)
+        if interrupted or not result:
+            raise KeyboardInterrupt
+        return result[0]
+
+    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+
+
+def fail(error: StreamerError) -> None:
+    typer.echo(f"streamer: {error}", err=True)
+    raise typer.Exit(error.exit_code)
+
+
+def guarded(fn: Callable[[], int]) -> None:
+    try:
+        code = fn()
+    except StreamerError as e:
+        if STATE["debug"]:
+            traceback.print_exc()
+        fail(e)
+    except KeyboardInterrupt:
+        typer.echo("streamer: interrupted; in-flight uploads aborted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main_callback(debug: DebugOpt = False) -> None:
+    STATE["debug"] = debug
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def backup(
+    periodicity: Annotated[str, typer.Argument(help="HOURLY, DAILY, WEEKLY, MONTHLY, BIMONTHLY, "
+                                               "SHUTDOWN or MANUAL")],
+    build_identifier: Annotated[str, typer.Argument(help="The build's identifier.")],
+    config: ConfigOpt = None,
+    quorum: QuorumOpt = None,
+    memory_budget: BudgetOpt = None,
+    webroot: WebrootOpt = None,
+    compression: CompressionOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Back up the webroot and the database to every region, then apply retention."""
+    STATE["debug"] = STATE["debug"] or debug
+
+    def go() -> int:
+        from .run import backup_command
+
+        p = Periodicity.parse(periodicity)
+        build = parse_build_identifier(build_identifier)
+        cfg = load_config(config, {
+            "STREAMER_QUORUM": None if quorum is None else str(quorum),
+            "STREAMER_MEMORY_BUDGET": memory_budget,
+            "STREAMER_WEBROOT": None if webroot is None else str(webroot),
+            "STREAMER_COMPRESSION": compression,
+        })
+        return run_async(lambda: backup_command(cfg, p, build))
+
+    guarded(go)
+
+
+@app.command()
+def version() -> None:
+    """Print streamer's version."""
+    typer.echo(__version__)
+
+
+PERIODICITY_NAMES = {p.name for p in Periodicity}
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    # `streamer HOURLY build` is `streamer backup HOURLY build`.
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if first is not None and argv[first].upper() in PERIODICITY_NAMES:
+        argv.insert(first, "backup")
+    try:
+        app(args=argv, prog_name="streamer")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (EXIT_USAGE if e.code else 0)
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
