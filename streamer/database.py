@@ -259,7 +259,7 @@ async def _pg_close(conn: Any) -> None:
 
 
 def _pg_error(cfg: DatabaseConfig, where: str, e: BaseException) -> PreflightError:
-    reason = _clean(str(e) or type(e).__name__, cfg)
+    reason = _clean(_describe(e), cfg)
     state = getattr(e, "sqlstate", None)
     if state in ("28P01", "28000"):
         return PreflightError(f"{where}: login failed: {reason}",
@@ -401,9 +401,11 @@ async def _mysql_info(cfg: DatabaseConfig, where: str) -> DatabaseInfo:
 
 def _mysql_error(cfg: DatabaseConfig, where: str, e: BaseException) -> PreflightError:
     code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
-    text = str(e.args[1]) if len(e.args) > 1 else str(e) or type(e).__name__
-    if isinstance(e.__cause__, OSError) and e.__cause__.strerror:
-        text = f"{text}: {e.__cause__.strerror}"
+    text = str(e.args[1]) if len(e.args) > 1 else _describe(e)
+    if isinstance(e.__cause__, OSError):  # aiomysql wraps the socket error
+        cause = _describe(e.__cause__)
+        if cause not in text:
+            text = f"{text}: {cause}"
     reason = _clean(text, cfg)
     if code in (1045, 1698):
         return PreflightError(f"{where}: login failed: {reason}",
@@ -499,6 +501,14 @@ def _require_binary(names: tuple[str, ...], hint: str) -> str:
         if path:
             return path
     raise PreflightError(f"{' or '.join(names)} not found on PATH", hint)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT:g} s"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
 
 
 def _clean(text: str, cfg: DatabaseConfig) -> str:

@@ -1,0 +1,89 @@
+"""The chunk producer and the part sharing (a pipe, no network, no disk)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import zlib
+
+import zstandard
+
+from streamer.chunker import ChunkFiller, Part, PartBody, make_compressor
+from streamer.s3 import PrecomputedPayloadAuth
+
+
+def _feed(data: bytes) -> int:
+    r, w = os.pipe()
+
+    def writer() -> None:
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+
+    threading.Thread(target=writer, daemon=True).start()
+    return r
+
+
+def _parts(data: bytes, kind: str, size: int) -> tuple[list[bytes], ChunkFiller]:
+    filler = ChunkFiller(_feed(data), make_compressor(kind, 3))  # type: ignore[arg-type]
+    parts = []
+    while (body := filler.fill(size)) is not None:
+        parts.append(bytes(body))
+    os.close(filler.fd)
+    return parts, filler
+
+
+def test_parts_are_exact_sizes_and_hash_the_whole_stream() -> None:
+    data = os.urandom(3 * 1024 * 1024 + 12345)
+    parts, filler = _parts(data, "none", 1024 * 1024)
+    assert [len(p) for p in parts] == [1024 * 1024] * 3 + [12345]
+    assert b"".join(parts) == data
+    assert filler.sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert filler.source_bytes == filler.stored_bytes == len(data)
+
+
+def test_zstd_and_gzip_round_trip() -> None:
+    data = b"<?php echo 'hello'; ?>\n" * 200_000
+    parts, filler = _parts(data, "zstd", 64 * 1024)
+    stored = b"".join(parts)
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(stored) == data
+    assert filler.stored_bytes == len(stored) < len(data) // 10
+    parts, _ = _parts(data, "gzip", 64 * 1024)
+    assert zlib.decompress(b"".join(parts), 16 + zlib.MAX_WBITS) == data
+
+
+def test_empty_stream_yields_one_empty_part() -> None:
+    parts, _ = _parts(b"", "none", 1024)
+    assert parts == [b""]
+
+
+def test_part_is_freed_once_when_the_last_region_is_done() -> None:
+    freed: list[Part] = []
+    part = Part(1, PartBody(b"x" * 10), 16, freed.append)
+    part.pending = {1, 2, 3}
+    part.done(2)
+    part.done(2)
+    part.done(1)
+    assert not freed
+    part.done(3)
+    part.done(3)
+    assert freed == [part] and len(part) == 0
+
+
+def test_part_digest_is_computed_once_and_used_by_the_signer() -> None:
+    body = PartBody(b"abc" * 1000)
+    part = Part(1, body, len(body), lambda p: None)
+    part.seal("sha256")
+    assert body.sha256_hex == hashlib.sha256(body).hexdigest()
+
+    class Req:
+        pass
+
+    req = Req()
+    fake = PartBody(b"payload")
+    fake.sha256_hex = "0" * 64  # not the real digest: proves the signer does not rehash
+    req.body = fake  # type: ignore[attr-defined]
+    auth = PrecomputedPayloadAuth.__new__(PrecomputedPayloadAuth)
+    assert auth.payload(req) == "0" * 64
+    part.seal("md5")
+    assert body.md5_b64
