@@ -32,7 +32,7 @@ from .manifest import ArtifactRecord, build_manifest, encode
 from .multipart import RetryPolicy
 from .pipeline import ArtifactRun, Fanout, RegionRun, abort_upload, ready_regions
 from .s3 import RegionClient, S3Failure, open_region
-from .sizing import max_part_size
+from .sizing import ZSTD_MT_RESERVE, max_part_size, zstd_multithreaded
 from .sources import ProcessSource
 from .webroot import webroot_source
 
@@ -132,20 +132,25 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                                f"quorum is {quorum}: {failures}",
                                "nothing was uploaded; fix the region or lower STREAMER_QUORUM")
         budget = ByteBudget(config.memory_budget)
+        parts_budget = config.memory_budget
+        if config.compression == "zstd" and zstd_multithreaded(config.memory_budget, len(artifacts)):
+            artifacts[0].compress_threads = -1  # the webroot; dumps are slower than one core
+            parts_budget -= ZSTD_MT_RESERVE
         run_scope = anyio.CancelScope()
-        fanout = Fanout(config, regions, budget,
-                        max_part_size(config.memory_budget, len(artifacts)), run_scope.cancel)
+        fanout = Fanout(config, regions, budget, max_part_size(parts_budget, len(artifacts)),
+                        run_scope.cancel)
         failure: str | None = None
         try:
-            with run_scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(fanout.watch_stalls)
-                    async with anyio.create_task_group() as streams:
-                        for art in artifacts:
-                            streams.start_soon(fanout.stream, art)
-                    tg.cancel_scope.cancel()
-        except SourceError as e:
-            failure = str(e)
+            try:
+                with run_scope:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(fanout.watch_stalls)
+                        async with anyio.create_task_group() as streams:
+                            for art in artifacts:
+                                streams.start_soon(fanout.stream, art)
+                        tg.cancel_scope.cancel()
+            except* SourceError as group:
+                failure = str(_first_leaf(group))
         except BaseException:  # cancelled (SIGINT/SIGTERM) or a bug: abort, then re-raise
             with anyio.CancelScope(shield=True):
                 await _abort_all(artifacts, regions)
@@ -174,6 +179,12 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
             return _finish(result, regions, [], f"only {len(committed)} regions committed, "
                            f"quorum is {quorum}")
         return _finish(result, regions, committed, None)
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _content_type(config: Config, kind: str) -> str:

@@ -8,6 +8,9 @@ backpressure -- whenever the slowest live region is ``budget`` bytes behind.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import anyio
 
 
@@ -19,6 +22,12 @@ class ByteBudget:
         self.used = 0
         self.peak = 0
         self._changed = anyio.Event()
+        self._thread = threading.get_ident()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
 
     async def acquire(self, n: int) -> None:
         if n > self.limit:
@@ -29,6 +38,10 @@ class ByteBudget:
         self.peak = max(self.peak, self.used)
 
     def release(self, n: int) -> None:
+        """Give ``n`` bytes back; callable from any thread (buffer finalizers)."""
+        if threading.get_ident() != self._thread and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.release, n)
+            return
         if n > self.used:
             raise ValueError(f"releasing {n} bytes but only {self.used} are held")
         self.used -= n

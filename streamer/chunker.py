@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import weakref
 import zlib
 from collections.abc import Callable
 from typing import Protocol
@@ -37,20 +38,24 @@ class PartBody(bytearray):
 class Part:
     """One part of one artifact, held once and shared by every region.
 
-    ``pending`` is the set of region indices that still need it; when it
-    empties, ``on_free`` returns its reservation to the memory budget."""
+    ``pending`` is the set of region indices that still need it.  When it
+    empties, the part drops its buffer and ``on_done`` is called; the budget
+    is given back by ``on_free`` only when the buffer is really deallocated
+    (a weakref finalizer), so a request that still holds it keeps it counted."""
 
     def __init__(self, number: int, body: PartBody, reserved: int,
-                 on_free: Callable[[Part], None]) -> None:
+                 on_done: Callable[[Part], None], on_free: Callable[[int], None]) -> None:
         self.number = number
         self.body = body
+        self.size = len(body)
         self.reserved = reserved
         self.pending: set[int] = set()
-        self._on_free = on_free
+        self._on_done = on_done
         self.freed = False
+        weakref.finalize(body, on_free, reserved)
 
     def __len__(self) -> int:
-        return len(self.body)
+        return self.size
 
     def seal(self, checksum: ChecksumMode) -> None:
         """Compute the part's digest once (in a worker thread)."""
@@ -64,8 +69,8 @@ class Part:
         self.pending.discard(region)
         if not self.pending and not self.freed:
             self.freed = True
-            self.body = PartBody()  # drop the bytes now, not when the last ref dies
-            self._on_free(self)
+            self.body = PartBody()  # drop our reference; the finalizer frees the budget
+            self._on_done(self)
 
 
 class Compressor(Protocol):
@@ -81,11 +86,19 @@ class _Identity:
         return b""
 
 
+ZSTD_JOB_SIZE = 1024 * 1024
+
+
 def make_compressor(kind: Compression, level: int, threads: int = -1) -> Compressor:
-    """zstd (multi-threaded: ``threads=-1`` uses every core), gzip, or none."""
+    """zstd (multi-threaded: ``threads=-1`` uses every core), gzip, or none.
+
+    zstd's multi-threaded jobs are kept at 1 MiB: with its default job size it
+    holds about 180 MiB of incompressible input in flight (measured), with
+    1 MiB jobs about 20 MiB, at the same speed on two cores."""
     if kind == "zstd":
-        cctx = zstandard.ZstdCompressor(level=level, threads=threads)
-        obj: Compressor = cctx.compressobj()
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=threads, job_size=ZSTD_JOB_SIZE if threads else 0)
+        obj: Compressor = zstandard.ZstdCompressor(compression_params=params).compressobj()
         return obj
     if kind == "gzip":
         return zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)

@@ -98,6 +98,7 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     async def main() -> T:
         nonlocal interrupted
         result: list[T] = []
+        errors: list[BaseException] = []
         async with anyio.create_task_group() as tg:
             async def watch() -> None:
                 nonlocal interrupted
@@ -108,16 +109,22 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
                         return
 
             async def work() -> None:
-                result.append(await fn())
-                tg.cancel_scope.cancel()
+                try:
+                    result.append(await fn())
+                except Exception as e:  # re-raised below, outside the task group
+                    errors.append(e)
+                finally:
+                    tg.cancel_scope.cancel()
 
             tg.start_soon(watch)
             tg.start_soon(work)
+        if errors:
+            raise errors[0]
         if interrupted or not result:
             raise KeyboardInterrupt
         return result[0]
 
-    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": os.environ.get("XX_NOUV") != "1"})
 
 
 def fail(error: StreamerError) -> None:
@@ -183,7 +190,23 @@ def version() -> None:
 PERIODICITY_NAMES = {p.name for p in Periodicity}
 
 
+def _tune_malloc() -> None:
+    """Serve part-sized buffers with mmap so a freed part goes back to the OS.
+
+    glibc raises its mmap threshold dynamically after the first large free, up
+    to 32 MiB, after which 8-64 MiB part buffers come from per-thread arenas
+    that keep their pages: RSS would then exceed the memory budget."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD: fixed, not dynamic
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> None:
+    _tune_malloc()
     argv = sys.argv[1:]
     # `streamer HOURLY build` is `streamer backup HOURLY build`.
     first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)

@@ -392,11 +392,26 @@ async def _mysql_info(cfg: DatabaseConfig, where: str) -> DatabaseInfo:
                 await cur.execute(f"SELECT COUNT(*) FROM {_my_ident(name)}")
                 tables[name] = int((await cur.fetchone())[0])
             await cur.execute("COMMIT")
+            await _check_events_readable(cur, where, cfg.name)
     except (aiomysql.Error, OSError) as e:
         raise _mysql_error(cfg, where, e) from None
     finally:
         conn.close()
     return DatabaseInfo(cfg.engine, version, cfg.name, tables, counts_match_dump=False)
+
+
+async def _check_events_readable(cur: Any, where: str, name: str) -> None:
+    """``--events`` fails the whole dump, mid-stream, without the EVENT privilege."""
+    try:
+        await cur.execute("SHOW EVENTS")
+        await cur.fetchall()
+    except aiomysql.OperationalError as e:
+        if e.args and e.args[0] == 1044:
+            raise PreflightError(
+                f"{where}: user may not list the database's events, which the dump includes",
+                f"GRANT EVENT ON {_my_ident(name)}.* to the backup user",
+            ) from None
+        raise
 
 
 def _mysql_error(cfg: DatabaseConfig, where: str, e: BaseException) -> PreflightError:

@@ -31,7 +31,7 @@ from .config import Config
 from .errors import RegionError, SourceError
 from .multipart import Decision, UploadState
 from .s3 import RegionClient, S3Failure
-from .sizing import MAX_PARTS, part_size
+from .sizing import MAX_PARTS, ZSTD_MT_RESERVE, part_size
 from .sources import ProcessSource
 
 ABORT_TIMEOUT = 30.0
@@ -76,6 +76,7 @@ class ArtifactRun:
     parts: int = 0
     max_part_size: int = 0
     listed_members: int = 0
+    compress_threads: int = 0  # zstd workers: 0 in the calling thread, -1 every core
     started: float = 0.0
     finished: float = 0.0
 
@@ -109,9 +110,8 @@ class Fanout:
         if len(self.live) < self.config.effective_quorum:
             self._on_below_quorum()
 
-    def _free(self, part: Part) -> None:
+    def _done(self, part: Part) -> None:
         self.held.discard(part)
-        self.budget.release(part.reserved)
 
     async def watch_stalls(self) -> None:
         """Drop a region that has work but made no progress for the stall timeout."""
@@ -168,7 +168,8 @@ class Fanout:
         _grow_pipe(proc.stdout.fileno())
         filler = ChunkFiller(proc.stdout.fileno(),
                              make_compressor(self.config.compression,
-                                             self.config.compression_level))
+                                             self.config.compression_level,
+                                             art.compress_threads))
         tail: list[bytes] = []
         drained = anyio.Event()
         tg.start_soon(_drain_tail, proc.stderr.fileno(), tail, drained)
@@ -178,7 +179,9 @@ class Fanout:
             tg.start_soon(_count_lines, list_r, counter, counted)
         else:
             counted.set()
+        reserve = ZSTD_MT_RESERVE if self.config.compression == "zstd" and art.compress_threads else 0
         try:
+            await self.budget.acquire(reserve)  # the compressor's working memory
             async with anyio.create_task_group() as sealers:
                 number = 0
                 while True:
@@ -194,7 +197,7 @@ class Fanout:
                     if body is None:
                         self.budget.release(size)
                         break
-                    part = Part(number, body, size, self._free)
+                    part = Part(number, body, size, self._done, self.budget.release)
                     self.held.add(part)
                     art.parts = number
                     art.max_part_size = max(art.max_part_size, len(body))
@@ -204,6 +207,7 @@ class Fanout:
                 await drained.wait()
                 await counted.wait()
         finally:
+            self.budget.release(reserve)
             if proc.poll() is None:
                 proc.kill()
                 with anyio.CancelScope(shield=True):

@@ -18,6 +18,8 @@ def _mb(n: int) -> str:
 
 def print_result(result: BackupResult) -> None:
     for art in result.artifacts:
+        if not art.finished:
+            continue
         secs = max(art.finished - art.started, 1e-9)
         rate = art.source_bytes / secs / 1e6
         print(f"{art.name}: {_mb(art.source_bytes)} read, {_mb(art.stored_bytes)} stored in "

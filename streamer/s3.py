@@ -25,12 +25,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import aiohttp.payload
 import anyio
 import botocore.auth
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .chunker import PartBody
 from .config import ChecksumMode, Region
 from .multipart import RetryPolicy
 
@@ -49,6 +51,37 @@ class PrecomputedPayloadAuth(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
 
 # Bodies without a precomputed digest are signed exactly as botocore would.
 botocore.auth.AUTH_TYPE_MAPS["s3v4"] = PrecomputedPayloadAuth
+
+
+class PartPayload(aiohttp.payload.Payload):
+    """Sends a PartBody through a memoryview: aiohttp's BytesPayload slices a
+    bytearray body (a full copy per request), which would put one extra part
+    per request in flight outside the memory budget."""
+
+    def __init__(self, value: PartBody, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("content_type", "application/octet-stream")
+        super().__init__(value, *args, **kwargs)
+        self._size = len(value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return bytes(self._value).decode(encoding, errors)
+
+    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return bytes(self._value)
+
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        # An empty write first flushes the buffered headers on their own:
+        # otherwise aiohttp joins headers and body into one new bytes object
+        # (on Python < 3.12.9), a copy of the whole part per request.
+        await writer.write(b"")
+        view = memoryview(self._value)
+        await writer.write(view if content_length is None else view[:content_length])
+
+
+aiohttp.payload.register_payload(PartPayload, PartBody, order=aiohttp.payload.Order.try_first)
 
 
 @dataclass
@@ -131,7 +164,8 @@ class RegionClient:
 
     async def ensure_bucket(self) -> None:
         try:
-            await self.call("HeadBucket", lambda: self._client.head_bucket(Bucket=self.bucket))
+            await self.call("HeadBucket", lambda: self._client.head_bucket(Bucket=self.bucket),
+                            attempts=3)
             return
         except S3Failure as f:
             if f.status != 404 and f.code not in ("404", "NoSuchBucket", "NotFound"):
@@ -267,11 +301,22 @@ def client_config(checksum: ChecksumMode, request_timeout: float, pool: int) -> 
     )
 
 
+_SESSION: list[Any] = []
+
+
+def shared_session() -> Any:
+    """One botocore session for every region: the S3 service model (tens of
+    MiB of parsed JSON) is then loaded once, not once per region."""
+    if not _SESSION:
+        _SESSION.append(get_session())
+    return _SESSION[0]
+
+
 @contextlib.asynccontextmanager
 async def open_region(region: Region, bucket: str, checksum: ChecksumMode,
                       request_timeout: float, policy: RetryPolicy,
                       pool: int = 16) -> AsyncIterator[RegionClient]:
-    session = get_session()
+    session = shared_session()
     async with session.create_client(
         "s3",
         endpoint_url=region.endpoint,

@@ -93,7 +93,8 @@ def run_streamer(args: list[str], env: dict[str, str], timeout: float = 900,
     chunks: dict[str, bytes] = {}
 
     def reader(name: str, stream: Any) -> None:
-        chunks[name] = stream.read()
+        with stream:
+            chunks[name] = stream.read()
 
     threads = [threading.Thread(target=reader, args=("out", proc.stdout)),
                threading.Thread(target=reader, args=("err", proc.stderr))]

@@ -57,22 +57,27 @@ def test_empty_stream_yields_one_empty_part() -> None:
     assert parts == [b""]
 
 
-def test_part_is_freed_once_when_the_last_region_is_done() -> None:
-    freed: list[Part] = []
-    part = Part(1, PartBody(b"x" * 10), 16, freed.append)
+def test_budget_comes_back_when_the_buffer_is_deallocated() -> None:
+    done: list[Part] = []
+    freed: list[int] = []
+    body = PartBody(b"x" * 10)
+    part = Part(1, body, 16, done.append, freed.append)
     part.pending = {1, 2, 3}
     part.done(2)
     part.done(2)
     part.done(1)
-    assert not freed
+    assert not done
     part.done(3)
     part.done(3)
-    assert freed == [part] and len(part) == 0
+    assert done == [part] and len(part) == 10
+    assert freed == []  # a request still holds the buffer: it is still counted
+    del body
+    assert freed == [16]
 
 
 def test_part_digest_is_computed_once_and_used_by_the_signer() -> None:
     body = PartBody(b"abc" * 1000)
-    part = Part(1, body, len(body), lambda p: None)
+    part = Part(1, body, len(body), lambda p: None, lambda n: None)
     part.seal("sha256")
     assert body.sha256_hex == hashlib.sha256(body).hexdigest()
 
