@@ -355,8 +355,8 @@ def render_png(doc: dict[str, Any], path: Path) -> None:
             ax.barh(ys, vals, height=height * 0.95, xerr=[lo, hi], capsize=3,
                     color=colors[ti] if t != "-" else colors[-1],
                     label=tlabels.get(t, "no upload") if t != "-" else "no upload")
-            for y, v in zip(ys, vals, strict=True):
-                ax.text(v, y, f" {v:.0f}", va="center", fontsize=8)
+            for y, v, h in zip(ys, vals, hi, strict=True):
+                ax.text(v + h, y, f"  {v:.0f}", va="center", fontsize=8)
         for ci, c in enumerate(cons):
             for t in targets:
                 g = G.get((c, "-" if c == "producer" else t))
@@ -368,7 +368,7 @@ def render_png(doc: dict[str, Any], path: Path) -> None:
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[1].legend(fontsize=8, loc="lower right")
     axes[1].set_yticklabels([])
     m = doc["meta"]
     tree = m.get("tree") or {}

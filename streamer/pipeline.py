@@ -218,15 +218,16 @@ class Fanout:
         art.sha256 = filler.sha256.hexdigest()
         art.listed_members = counter[0]
         art.stderr_tail = b"".join(tail).decode(errors="replace")[-2000:]
-        last_line = (art.stderr_tail.strip().splitlines() or [""])[-1]
+        lines = [ln for ln in art.stderr_tail.strip().splitlines()
+                 if ln and "Exiting with failure status" not in ln]
+        last_line = lines[-1] if lines else ""
         if code in source.warn_exit_codes:
             art.warning = f"{source.warn_text} (exit {code}: {last_line})"
         elif code != 0:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
             for state in art.states.values():
                 state.source_finished(False)
-            raise SourceError(f"{art.name}: {argv[0]} {how}: {last_line or 'no message'}",
-                              "nothing was committed; earlier backups are untouched")
+            raise SourceError(f"{art.name}: {os.path.basename(argv[0])} {how}: {last_line or 'no message'}")
         for state in art.states.values():
             state.source_finished(True)
 

@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from s3util import RegionsEnv, load_regions_env  # noqa: E402
+from s3util import RegionsEnv, load_regions_env
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -231,7 +231,7 @@ def test_refused_region_with_default_quorum_commits_nothing(regions: RegionsEnv,
                                                             tmp_path: Path) -> None:
     root = tmp_path / "www"
     make_tree(root)
-    endpoints = regions.endpoints[:2] + ["http://127.0.0.1:9"]
+    endpoints = [*regions.endpoints[:2], "http://127.0.0.1:9"]
     env = {**streamer_env, "STREAMER_WEBROOT": str(root), "S3_HOST_BASE": "|".join(endpoints)}
     run = run_streamer(["hourly", "site-5"], env)
     assert run.code == 1, run.stdout + run.stderr
