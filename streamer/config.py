@@ -137,12 +137,13 @@ class Config:
     keep: Mapping[Periodicity, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
     stall_timeout: float = 300.0
     layout: Layout = "streamer"
-    # How each part's integrity is proven to the server.  "sha256": the part's
-    # SHA-256 (computed once, shared by all regions) is the signed
-    # x-amz-content-sha256 of SigV4, which every SigV4 server verifies.
-    # "md5": Content-MD5.  "crc32": botocore's flexible checksum headers
+    # How each part's integrity is proven to the server, computed once per part
+    # and shared by every region and retry.  "md5" (default): Content-MD5,
+    # which every S3 implementation verifies, with an unsigned payload.
+    # "sha256": the signed x-amz-content-sha256 of SigV4 (AWS verifies it;
+    # SeaweedFS does not).  "crc32": botocore's flexible checksum headers
     # (AWS; several S3-compatible providers reject them).
-    checksum: ChecksumMode = "sha256"
+    checksum: ChecksumMode = "md5"
     parts_in_flight: int = 4  # per region
     part_retries: int = 5  # attempts per part before the region is dropped
     request_timeout: float = 120.0  # seconds for one S3 request
@@ -445,7 +446,7 @@ def parse_config(s: Mapping[str, str]) -> Config:
         stall_timeout=parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300")),
         layout=_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"),
                        ("streamer", "adt")),  # type: ignore[arg-type]
-        checksum=_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "sha256"),
+        checksum=_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
                          ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
         parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
         part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),

@@ -7,14 +7,14 @@ Only the calls streamer needs are exposed.
 Checksums: botocore >= 1.36 adds CRC32 checksum headers (and aws-chunked
 trailers) to uploads by default, which several S3-compatible providers reject.
 streamer asks botocore for checksums only "when_required" and proves each
-part's integrity itself (``Config.checksum``):
+part's integrity itself (``Config.checksum``), with a digest the chunk
+producer computed once and every region and retry reuses:
 
-* ``sha256`` (default): the part's SHA-256, computed once by the chunk
-  producer, is the signed ``x-amz-content-sha256`` payload hash of SigV4.
-  Every SigV4 server verifies the body against it.  ``PrecomputedPayloadAuth``
-  lets botocore's signer use that digest instead of hashing the body again
-  for every region and every retry.
-* ``md5``: ``Content-MD5`` per part and an unsigned payload.
+* ``md5`` (default): ``Content-MD5`` per part, which every S3 implementation
+  verifies, and an unsigned payload (no second hash for SigV4).
+* ``sha256``: the part's SHA-256 is the signed ``x-amz-content-sha256``
+  payload hash; ``PrecomputedPayloadAuth`` lets botocore's signer use it
+  instead of hashing the body again.  AWS verifies it; SeaweedFS does not.
 * ``crc32``: botocore's own flexible checksums (AWS S3 only, per region).
 """
 

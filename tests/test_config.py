@@ -140,6 +140,6 @@ def test_periodicity_and_build_identifier() -> None:
 
 def test_defaults() -> None:
     c = cfg()
-    assert c.memory_budget == 256 * MiB and c.compression == "zstd" and c.checksum == "sha256"
+    assert c.memory_budget == 256 * MiB and c.compression == "zstd" and c.checksum == "md5"
     assert c.effective_quorum == 1 and c.keep[Periodicity.HOURLY] == 24
     assert c.stall_timeout == 300 and c.layout == "streamer"
