@@ -124,7 +124,7 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
             raise KeyboardInterrupt
         return result[0]
 
-    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": os.environ.get("XX_NOUV") != "1"})
+    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
 
 
 def fail(error: StreamerError) -> None:

@@ -216,7 +216,7 @@ def test_refused_region_with_quorum_two_is_partial(regions: RegionsEnv, bucket: 
                                                    streamer_env: dict[str, str], tmp_path: Path) -> None:
     root = tmp_path / "www"
     make_tree(root)
-    endpoints = regions.endpoints[:2] + ["http://127.0.0.1:9"]  # nothing listens on port 9
+    endpoints = [*regions.endpoints[:2], "http://127.0.0.1:9"]  # nothing listens on port 9
     env = {**streamer_env, "STREAMER_WEBROOT": str(root), "S3_HOST_BASE": "|".join(endpoints),
            "STREAMER_QUORUM": "2"}
     run = run_streamer(["hourly", "site-4"], env)
