@@ -14,7 +14,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -103,9 +103,15 @@ async def preflight_regions(clients: list[RegionClient]) -> list[RegionRun]:
     return runs
 
 
+class Observer(Protocol):
+    """Watches a running backup (the progress display); cancelled when streams end."""
+
+    async def watch(self, fanout: Fanout, artifacts: list[ArtifactRun]) -> None: ...
+
+
 async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                      extra_sources: list[tuple[ProcessSource, dict[str, Any]]] | None = None,
-                     now: datetime | None = None) -> BackupResult:
+                     now: datetime | None = None, observer: Observer | None = None) -> BackupResult:
     """Back up the webroot (and ``extra_sources``, e.g. the database dump)."""
     started = now or datetime.now(UTC)
     run_stamp = layout.stamp(started)
@@ -145,6 +151,8 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                 with run_scope:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(fanout.watch_stalls)
+                        if observer is not None:
+                            tg.start_soon(observer.watch, fanout, artifacts)
                         async with anyio.create_task_group() as streams:
                             for art in artifacts:
                                 streams.start_soon(fanout.stream, art)
