@@ -30,9 +30,9 @@ from .errors import (
 )
 from .manifest import ArtifactRecord, build_manifest, encode
 from .multipart import RetryPolicy
-from .pipeline import ArtifactRun, Fanout, RegionRun, abort_upload, ready_regions
+from .pipeline import ArtifactRun, Fanout, RegionRun, abort_upload, first_leaf, ready_regions
 from .s3 import RegionClient, S3Failure, open_region
-from .sizing import ZSTD_MT_RESERVE, max_part_size, zstd_multithreaded
+from .sizing import ZSTD_MT_RESERVE, max_part_size
 from .sources import ProcessSource
 from .webroot import webroot_source
 
@@ -139,8 +139,8 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                                "nothing was uploaded; fix the region or lower STREAMER_QUORUM")
         budget = ByteBudget(config.memory_budget)
         parts_budget = config.memory_budget
-        if config.compression == "zstd" and zstd_multithreaded(config.memory_budget, len(artifacts)):
-            artifacts[0].compress_threads = -1  # the webroot; dumps are slower than one core
+        if config.compression == "zstd" and config.compression_threads:
+            artifacts[0].compress_threads = config.compression_threads  # the webroot only
             parts_budget -= ZSTD_MT_RESERVE
         run_scope = anyio.CancelScope()
         fanout = Fanout(config, regions, budget, max_part_size(parts_budget, len(artifacts)),
@@ -158,7 +158,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                                 streams.start_soon(fanout.stream, art)
                         tg.cancel_scope.cancel()
             except* SourceError as group:
-                failure = str(_first_leaf(group))
+                failure = str(first_leaf(group))
         except BaseException:  # cancelled (SIGINT/SIGTERM) or a bug: abort, then re-raise
             with anyio.CancelScope(shield=True):
                 await _abort_all(artifacts, regions)
@@ -187,12 +187,6 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
             return _finish(result, regions, [], f"only {len(committed)} regions committed, "
                            f"quorum is {quorum}")
         return _finish(result, regions, committed, None)
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 def _content_type(config: Config, kind: str) -> str:

@@ -133,6 +133,9 @@ class Config:
     memory_budget: int = 256 * MiB
     compression: Compression = "zstd"
     compression_level: int = 3
+    # zstd worker threads for the webroot; 0 compresses in the producer thread
+    # (fastest on two cores).  >0 reserves 32 MiB of the budget (sizing.py).
+    compression_threads: int = 0
     quorum: int = 0  # 0: all regions
     keep: Mapping[Periodicity, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
     stall_timeout: float = 300.0
@@ -421,6 +424,10 @@ def parse_config(s: Mapping[str, str]) -> Config:
     if budget < 32 * MiB:
         raise ConfigError(f"STREAMER_MEMORY_BUDGET={budget} bytes is below the 32MiB minimum",
                           "two streams need at least two 8MiB parts each")
+    threads = parse_int("STREAMER_COMPRESSION_THREADS", s.get("STREAMER_COMPRESSION_THREADS", "0"))
+    if threads and budget < 96 * MiB:
+        raise ConfigError("STREAMER_COMPRESSION_THREADS needs STREAMER_MEMORY_BUDGET of 96MiB or more",
+                          "zstd workers reserve 32MiB of the budget")
 
     keep = dict(DEFAULT_KEEP)
     for p in Periodicity:
@@ -441,6 +448,7 @@ def parse_config(s: Mapping[str, str]) -> Config:
         memory_budget=budget,
         compression=compression,  # type: ignore[arg-type]
         compression_level=level,
+        compression_threads=threads,
         quorum=quorum,
         keep=keep,
         stall_timeout=parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300")),

@@ -26,7 +26,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .budget import ByteBudget
-from .chunker import ChunkFiller, Part, make_compressor
+from .chunker import ChunkFiller, Part
 from .config import Config
 from .errors import RegionError, SourceError
 from .multipart import Decision, UploadState
@@ -76,7 +76,7 @@ class ArtifactRun:
     parts: int = 0
     max_part_size: int = 0
     listed_members: int = 0
-    compress_threads: int = 0  # zstd workers: 0 in the calling thread, -1 every core
+    compress_threads: int = 0  # zstd worker threads; 0: in the producer thread
     started: float = 0.0
     finished: float = 0.0
 
@@ -166,10 +166,8 @@ class Fanout:
                 os.close(list_w)
         assert proc.stdout is not None and proc.stderr is not None
         _grow_pipe(proc.stdout.fileno())
-        filler = ChunkFiller(proc.stdout.fileno(),
-                             make_compressor(self.config.compression,
-                                             self.config.compression_level,
-                                             art.compress_threads))
+        filler = ChunkFiller(proc.stdout.fileno(), self.config.compression,
+                             self.config.compression_level, art.compress_threads)
         tail: list[bytes] = []
         drained = anyio.Event()
         tg.start_soon(_drain_tail, proc.stderr.fileno(), tail, drained)
@@ -179,7 +177,7 @@ class Fanout:
             tg.start_soon(_count_lines, list_r, counter, counted)
         else:
             counted.set()
-        reserve = ZSTD_MT_RESERVE if self.config.compression == "zstd" and art.compress_threads else 0
+        reserve = ZSTD_MT_RESERVE if self.config.compression == "zstd" and art.compress_threads > 0 else 0
         try:
             await self.budget.acquire(reserve)  # the compressor's working memory
             async with anyio.create_task_group() as sealers:
@@ -262,9 +260,10 @@ class Fanout:
                     async for part in recv:
                         await slots.acquire()
                         tg.start_soon(self._send_part, region, art, state, part, slots)
-            except (S3Failure, RegionError) as e:
-                state.fail(str(e))
-                self.region_failed(region, str(e))
+            except* (S3Failure, RegionError) as group:
+                reason = str(first_leaf(group))
+                state.fail(reason)
+                self.region_failed(region, reason)
             finally:
                 region.scopes.discard(scope)
         if not region.alive:
@@ -317,6 +316,12 @@ def ready_regions(artifacts: list[ArtifactRun], regions: list[RegionRun]) -> lis
     return [r for r in regions if r.alive and all(
         r.index in a.states and a.states[r.index].decision() is Decision.READY
         for a in artifacts)]
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _grow_pipe(fd: int) -> None:

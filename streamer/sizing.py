@@ -49,15 +49,9 @@ def max_stream_bytes(max_part: int) -> int:
     return total
 
 
-# A multi-threaded zstd stream (1 MiB jobs, two workers) holds about 27 MiB of
-# working memory under incompressible input (measured: 39 MiB process peak vs
-# 12 MiB without it); it is reserved from the budget.  Single-threaded zstd
-# (about 8 MiB) and gzip (256 KiB) are allocated in full at first use and so
-# belong to the baseline.
+# A multi-threaded zstd stream (STREAMER_COMPRESSION_THREADS > 0, 1 MiB jobs)
+# holds about 27 MiB of working memory under incompressible input (measured:
+# 39 MiB process peak vs 12 MiB without it); it is reserved from the budget.
+# Single-threaded zstd (about 8 MiB) and gzip (256 KiB) are allocated in full
+# at first use and so belong to the baseline.
 ZSTD_MT_RESERVE = 32 * MiB
-
-
-def zstd_multithreaded(memory_budget: int, streams: int) -> bool:
-    """Whether the first stream (the webroot) compresses with every core: only
-    if four parts per stream still fit beside the reserve."""
-    return memory_budget - ZSTD_MT_RESERVE >= 4 * MIN_PART * streams

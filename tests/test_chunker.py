@@ -9,7 +9,7 @@ import zlib
 
 import zstandard
 
-from streamer.chunker import ChunkFiller, Part, PartBody, make_compressor
+from streamer.chunker import ChunkFiller, Part, PartBody
 from streamer.s3 import PrecomputedPayloadAuth
 
 
@@ -25,11 +25,12 @@ def _feed(data: bytes) -> int:
 
 
 def _parts(data: bytes, kind: str, size: int) -> tuple[list[bytes], ChunkFiller]:
-    filler = ChunkFiller(_feed(data), make_compressor(kind, 3))  # type: ignore[arg-type]
+    fd = _feed(data)
+    filler = ChunkFiller(fd, kind, 3)  # type: ignore[arg-type]
     parts = []
     while (body := filler.fill(size)) is not None:
         parts.append(bytes(body))
-    os.close(filler.fd)
+    os.close(fd)
     return parts, filler
 
 
