@@ -77,6 +77,7 @@ class ArtifactRun:
     max_part_size: int = 0
     listed_members: int = 0
     compress_threads: int = 0  # zstd worker threads; 0: in the producer thread
+    filler: ChunkFiller | None = None  # live counters while the source streams
     started: float = 0.0
     finished: float = 0.0
 
@@ -168,6 +169,7 @@ class Fanout:
         _grow_pipe(proc.stdout.fileno())
         filler = ChunkFiller(proc.stdout.fileno(), self.config.compression,
                              self.config.compression_level, art.compress_threads)
+        art.filler = filler
         tail: list[bytes] = []
         drained = anyio.Event()
         tg.start_soon(_drain_tail, proc.stderr.fileno(), tail, drained)
