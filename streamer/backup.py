@@ -152,7 +152,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(fanout.watch_stalls)
                         if observer is not None:
-                            tg.start_soon(observer.watch, fanout, artifacts)
+                            tg.start_soon(_watch, observer, fanout, artifacts)
                         async with anyio.create_task_group() as streams:
                             for art in artifacts:
                                 streams.start_soon(fanout.stream, art)
@@ -187,6 +187,14 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
             return _finish(result, regions, [], f"only {len(committed)} regions committed, "
                            f"quorum is {quorum}")
         return _finish(result, regions, committed, None)
+
+
+async def _watch(observer: Observer, fanout: Fanout, artifacts: list[ArtifactRun]) -> None:
+    """Progress display never changes a backup's outcome: its errors end only itself."""
+    try:
+        await observer.watch(fanout, artifacts)
+    except Exception:
+        return
 
 
 def _content_type(config: Config, kind: str) -> str:

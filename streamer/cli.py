@@ -142,6 +142,12 @@ def guarded(fn: Callable[[], int]) -> None:
     except KeyboardInterrupt:
         typer.echo("streamer: interrupted; in-flight uploads aborted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as e:  # a bug: still one line, the traceback with --debug
+        if STATE["debug"]:
+            traceback.print_exc()
+        typer.echo(f"streamer: internal error: {type(e).__name__}: {e} "
+                   "(run with --debug for the traceback)", err=True)
+        raise typer.Exit(1) from None
     raise typer.Exit(code)
 
 
@@ -177,6 +183,24 @@ def backup(
             "STREAMER_COMPRESSION": compression,
         })
         return run_async(lambda: backup_command(cfg, p, build))
+
+    guarded(go)
+
+
+@config_app.command("check", epilog="Exit codes: 0 every check passed, 2 any problem.")
+def config_check(
+    config: ConfigOpt = None,
+    create_buckets: Annotated[bool, typer.Option("--create-buckets",
+                                                 help="Create a missing bucket.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the effective configuration (secrets masked) and probe every region and the database."""
+
+    def go() -> int:
+        from .run import config_check_command
+
+        cfg = load_config(config, {})
+        return run_async(lambda: config_check_command(cfg, create_buckets, json_out))
 
     guarded(go)
 

@@ -150,6 +150,7 @@ class Config:
     parts_in_flight: int = 4  # per region
     part_retries: int = 5  # attempts per part before the region is dropped
     request_timeout: float = 120.0  # seconds for one S3 request
+    progress_interval: float = 5.0  # seconds between progress lines off a terminal
     website_url: str = ""
     website_name: str = ""
 
@@ -459,6 +460,8 @@ def parse_config(s: Mapping[str, str]) -> Config:
         parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
         part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),
         request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "120")),
+        progress_interval=parse_float("STREAMER_PROGRESS_INTERVAL",
+                                      s.get("STREAMER_PROGRESS_INTERVAL", "5")),
         website_url=website_url,
         website_name=s.get("WEBSITE_NAME", ""),
     )

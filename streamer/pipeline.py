@@ -245,7 +245,10 @@ class Fanout:
             if region.outstanding == 0:
                 region.last_progress = now  # idle time waiting for the producer is no stall
             region.outstanding += 1
-            senders[region.index].send_nowait(part)
+            try:
+                senders[region.index].send_nowait(part)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                part.done(region.index)  # the worker is gone: it is being dropped
 
     # ---------------------------------------------------------------- regions
 
