@@ -309,7 +309,7 @@ async def abort_upload(client: RegionClient, key: str, state: UploadState) -> No
     """Abort one region's multipart upload, best effort, bounded in time."""
     if state.upload_id is None or state.completed:
         return
-    with anyio.move_on_after(ABORT_TIMEOUT):
+    with anyio.move_on_after(min(ABORT_TIMEOUT, 2 * client.request_timeout)):
         try:
             await client.abort_multipart(key, state.upload_id)
         except S3Failure:

@@ -6,16 +6,18 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import tarfile
+import time
 import zlib
 from pathlib import Path
 
 import pytest
 import zstandard
-from s3util import RegionsEnv, run_streamer
+from s3util import STREAMER, RegionsEnv, run_streamer
 
 MiB = 1024 * 1024
 
@@ -278,3 +280,37 @@ def test_config_error_is_exit_2_before_any_upload(regions: RegionsEnv, bucket: s
     assert run.code == 2 and "STREAMER_MEMORY_BUDGET" in run.stderr
     for i in (1, 2, 3):
         assert regions.keys(i, bucket) == []
+
+
+def test_stalled_region_is_dropped_and_the_others_commit(regions: RegionsEnv, bucket: str,
+                                                         streamer_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    """Region 3 freezes (SIGSTOP) mid-run: after the stall timeout it is dropped, its
+    upload abandoned, and the other two commit (exit 3 under STREAMER_QUORUM=2)."""
+    root = tmp_path / "www"
+    _big_tree(root, 192 * MiB)
+    env = {**streamer_env, "STREAMER_WEBROOT": str(root), "STREAMER_QUORUM": "2",
+           "STREAMER_STALL_TIMEOUT": "3", "STREAMER_REQUEST_TIMEOUT": "4",
+           "STREAMER_MEMORY_BUDGET": "64MiB"}
+    regions_cmd = [str(Path(__file__).parent.parent / "scripts" / "regions")]
+    proc = subprocess.Popen([*STREAMER, "hourly", "stall"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not regions.uploads(3, bucket):  # region 3 has started its upload
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        subprocess.run([*regions_cmd, "pause", "3"], check=True, capture_output=True)
+        try:
+            out, err = proc.communicate(timeout=300)
+        finally:
+            subprocess.run([*regions_cmd, "resume", "3"], check=True, capture_output=True)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3, out + err
+    assert re.search(r"region 3 \(.*\): failed: .*(no progress|timed out)", out), out
+    for i in (1, 2):
+        assert len(manifests(regions, bucket, i)) == 1
+    assert manifests(regions, bucket, 3) == []
