@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import tarfile
@@ -314,3 +315,29 @@ def test_stalled_region_is_dropped_and_the_others_commit(regions: RegionsEnv, bu
     for i in (1, 2):
         assert len(manifests(regions, bucket, i)) == 1
     assert manifests(regions, bucket, 3) == []
+
+
+def test_sigterm_aborts_in_flight_uploads_with_exit_130(regions: RegionsEnv, bucket: str,
+                                                        streamer_env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    _big_tree(root, 192 * MiB)
+    env = {**streamer_env, "STREAMER_WEBROOT": str(root), "STREAMER_MEMORY_BUDGET": "64MiB"}
+    proc = subprocess.Popen([*STREAMER, "hourly", "interrupted"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not all(regions.uploads(i, bucket) for i in (1, 2, 3)):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in err and "Traceback" not in err
+    for i in (1, 2, 3):
+        assert regions.uploads(i, bucket) == []
+        assert regions.keys(i, bucket) == []
