@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .budget import ByteBudget
-from .chunker import ChunkFiller, Part
+from .chunker import ChunkFiller, Part, PartBody
 from .config import Config
 from .errors import RegionError, SourceError
 from .multipart import Decision, UploadState
@@ -180,6 +181,16 @@ class Fanout:
         else:
             counted.set()
         reserve = ZSTD_MT_RESERVE if self.config.compression == "zstd" and art.compress_threads > 0 else 0
+        fill_idle = threading.Event()
+        fill_idle.set()
+
+        def fill(size: int) -> PartBody | None:
+            fill_idle.clear()
+            try:
+                return filler.fill(size)
+            finally:
+                fill_idle.set()
+
         try:
             await self.budget.acquire(reserve)  # the compressor's working memory
             async with anyio.create_task_group() as sealers:
@@ -192,8 +203,7 @@ class Fanout:
                             f"{self.max_part} bytes", "raise STREAMER_MEMORY_BUDGET")
                     size = part_size(number, self.max_part)
                     await self.budget.acquire(size)
-                    body = await anyio.to_thread.run_sync(filler.fill, size,
-                                                          abandon_on_cancel=True)
+                    body = await anyio.to_thread.run_sync(fill, size, abandon_on_cancel=True)
                     if body is None:
                         self.budget.release(size)
                         break
@@ -203,15 +213,20 @@ class Fanout:
                     art.max_part_size = max(art.max_part_size, len(body))
                     sealers.start_soon(self._seal_and_send, art, part, senders)
             code = await anyio.to_thread.run_sync(proc.wait, abandon_on_cancel=True)
-            with anyio.move_on_after(10):  # the pipes close when the source exits
-                await drained.wait()
-                await counted.wait()
         finally:
             self.budget.release(reserve)
-            if proc.poll() is None:
-                proc.kill()
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if proc.poll() is None:
+                    proc.kill()
                     await anyio.to_thread.run_sync(proc.wait)
+                # The source has exited, so its pipes reach EOF and the reader
+                # threads finish; only then are the pipes closed.
+                with anyio.move_on_after(10):
+                    await anyio.to_thread.run_sync(fill_idle.wait, 10.0)
+                    await drained.wait()
+                    await counted.wait()
+                proc.stdout.close()
+                proc.stderr.close()
         art.exit_code = code
         art.source_bytes = filler.source_bytes
         art.stored_bytes = filler.stored_bytes
