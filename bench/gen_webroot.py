@@ -330,7 +330,9 @@ def make_plan(total: int, seed: int, text_fraction: float) -> tuple[list[Entry],
             break
         if kind == "woff2":
             root, _s = rng.choice(code_roots[2:] or code_roots)
-            path = f"{root}/assets/fonts/{rng.choice(WORDS)}-{rng.choice(('regular', 'bold', 'italic'))}.{ext}"
+            family = rng.choice(WORDS)
+            style = rng.choice(("regular", "bold", "italic"))
+            path = f"{root}/assets/fonts/{family}-{style}.{ext}"
         elif kind == "zip":
             path = f"wp-content/ai1wm-backups/{rng.choice(WORDS)}-{rng.randint(1000, 9999)}.{ext}"
         elif kind == "png" and rng.random() < 0.2:
@@ -430,7 +432,7 @@ def generate(dest: Path, total: int, seed: int, text_fraction: float) -> dict[st
 
 
 def tree_name(total: int, seed: int, text_fraction: float) -> str:
-    tf = f"-t{int(round(text_fraction * 100))}" if abs(text_fraction - 0.15) > 1e-9 else ""
+    tf = f"-t{round(text_fraction * 100)}" if abs(text_fraction - 0.15) > 1e-9 else ""
     return f"webroot-{fmt_size(total)}-s{seed}{tf}-v{GEN_VERSION}"
 
 
@@ -476,7 +478,7 @@ def main() -> int:
         ap.error(str(e))
     if not 0 <= a.text_fraction <= 1:
         ap.error("--text-fraction must be within 0..1")
-    path, stats = ensure_tree(total, a.seed, a.text_fraction, a.force, a.cache)
+    path, _stats = ensure_tree(total, a.seed, a.text_fraction, a.force, a.cache)
     print(path)
     return 0
 

@@ -512,6 +512,7 @@ def up() -> int:
               "set BENCH_SINK_PORT_BASE", file=sys.stderr)
         return 1
     render()
+    access_log().unlink(missing_ok=True)  # a fresh log per start: the bench reads offsets
     log = open(PREFIX / "answerer.log", "ab")
     subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "serve"],
                      stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,

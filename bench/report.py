@@ -31,7 +31,7 @@ class Stat:
         m, lo, hi = self.med / scale, self.lo / scale, self.hi / scale
         if len(self.values) == 1:
             return f"{m:.{digits}f}"
-        return f"{m:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
+        return f"{m:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
 class Group:
@@ -116,23 +116,24 @@ def render_md(doc: dict[str, Any]) -> str:
     w("")
 
     w("## How to read the tables\n")
-    w("Each figure is the median of the successful repetitions, with the min–max spread in "
-      "brackets. *wall*: first process started to last process exited. *× streamer*: wall "
+    w("Each figure is the median of the successful repetitions, with the min-max spread in "
+      "brackets. *wall*: first process started to last process exited. *x streamer*: wall "
       "time relative to streamer's on the same target (above 1 = slower than streamer). "
       "*source MB/s*: uncompressed tree bytes (10^6) per wall second. *CPU s/GB*: user+sys "
       "seconds of every client process (wait4 rusage, which includes the children each "
       "process reaped) per 10^9 bytes of tree. *RSS Σ*: sum of the peak RSS of the "
-      "processes running at once (each from wait4's ru_maxrss; for a process that reaped "
-      "helpers, such as `tar czf`'s gzip or streamer's tar, the max of it and them), the max "
-      "over sequential stages — an upper bound. *RSS sampled*: the largest sum of the "
-      "live processes' RSS seen sampling /proc every 20 ms — a lower bound. *disk MiB*: "
-      "bytes written to local files (ru_oublock × 512). Servers' CPU and memory are not "
+      "processes running at once (each as GNU time reports it, %M, which for a process that "
+      "reaped helpers, such as `tar czf`'s gzip or streamer's tar, is the max of it and them), "
+      "the max over sequential stages (ADT's tar, then each s3cmd) — an upper bound. "
+      "*RSS sampled*: the largest sum of the live processes' RSS seen sampling /proc "
+      "every 20 ms — a lower bound. *disk MiB*: "
+      "bytes written to local files (ru_oublock x 512). Servers' CPU and memory are not "
       "counted. The producer alone uploads nothing, so it is the same row in both tables.\n")
 
     for t in meta.get("targets", []):
         tn = t["name"]
         w(f"## {t['label']}\n")
-        w("| contender | wall s | × streamer | source MB/s | CPU s/GB | RSS Σ MiB | "
+        w("| contender | wall s | x streamer | source MB/s | CPU s/GB | RSS Σ MiB | "
           "RSS sampled MiB | disk MiB | runs ok |")
         w("|---|---|---|---|---|---|---|---|---|")
         s = G.get(("streamer", tn))
@@ -266,26 +267,26 @@ def goals(doc: dict[str, Any], G: dict[tuple[str, str], Group], sink: str
     if s and tees:
         best = min(g.wall.med for g in tees)
         r = s.wall.med / best
-        res.append(("null sink, 3 regions: streamer wall ≤ 0.5× the fastest tee pipeline "
-                    "(aws-cli or s5cmd)", f"{r:.2f}×", "PASS" if r <= 0.5 else "FAIL"))
+        res.append(("null sink, 3 regions: streamer wall ≤ 0.5x the fastest tee pipeline "
+                    "(aws-cli or s5cmd)", f"{r:.2f}x", "PASS" if r <= 0.5 else "FAIL"))
     else:
-        res.append(("null sink, 3 regions: streamer wall ≤ 0.5× the fastest tee pipeline",
+        res.append(("null sink, 3 regions: streamer wall ≤ 0.5x the fastest tee pipeline",
                     "-", "n/a (streamer or peers failed)"))
     p = get("producer", "-")
     if s and p:
         r = s.wall.med / p.wall.med
-        res.append(("null sink, 3 regions: streamer wall ≤ 2× the producer alone",
-                    f"{r:.2f}×", "PASS" if r <= 2 else "FAIL"))
+        res.append(("null sink, 3 regions: streamer wall ≤ 2x the producer alone",
+                    f"{r:.2f}x", "PASS" if r <= 2 else "FAIL"))
     else:
-        res.append(("null sink: streamer wall ≤ 2× the producer alone", "-", "n/a"))
+        res.append(("null sink: streamer wall ≤ 2x the producer alone", "-", "n/a"))
     one = get("streamer@1", sink)
     if s and one:
         r = s.cpu_gb.med / one.cpu_gb.med
-        res.append(("CPU per GB at 3 regions ≤ 1.3× that at 1 region",
-                    f"{s.cpu_gb.med:.2f} / {one.cpu_gb.med:.2f} s/GB = {r:.2f}×",
+        res.append(("CPU per GB at 3 regions ≤ 1.3x that at 1 region",
+                    f"{s.cpu_gb.med:.2f} / {one.cpu_gb.med:.2f} s/GB = {r:.2f}x",
                     "PASS" if r <= 1.3 else "FAIL"))
     else:
-        res.append(("CPU per GB at 3 regions ≤ 1.3× that at 1 region", "-", "n/a"))
+        res.append(("CPU per GB at 3 regions ≤ 1.3x that at 1 region", "-", "n/a"))
     four = get("streamer@4x", sink)
     budget = parse_budget(doc["meta"].get("budget", "256MiB"))
     base = doc["meta"].get("streamer_baseline_rss") or 0
@@ -368,12 +369,13 @@ def render_png(doc: dict[str, Any], path: Path) -> None:
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower right")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8, loc="lower right")
     axes[1].set_yticklabels([])
     m = doc["meta"]
     tree = m.get("tree") or {}
     fig.suptitle(f"streamer vs peers — {tree.get('bytes', 0) / 1e6:.0f} MB webroot, "
-                 f"median of {m.get('reps')} runs (bars: min–max), "
+                 f"median of {m.get('reps')} runs (bars: min-max), "
                  f"{m.get('machine', {}).get('nproc')} CPUs, {m.get('started', '')[:10]}",
                  fontsize=11)
     fig.tight_layout()

@@ -414,7 +414,7 @@ def execute(stages: list[Stage], timeout: float, logname: str) -> Measurement:
     deadline = time.monotonic() + timeout
     sampler.start()
     try:
-        for si, stage in enumerate(stages):
+        for stage in stages:
             live: dict[int, tuple[ProcResult, subprocess.Popen[bytes]]] = {}
             stage_rss = 0
             try:
@@ -452,7 +452,7 @@ def execute(stages: list[Stage], timeout: float, logname: str) -> Measurement:
                     timefds[p.pid] = tfd
                     live[p.pid] = (pr, p)
             except OSError as e:
-                ok, error = False, f"{stage.specs[0].name}: {e}"
+                ok, error = False, str(e)
             finally:
                 for fd in stage.fds:
                     os.close(fd)
@@ -539,7 +539,8 @@ def execute(stages: list[Stage], timeout: float, logname: str) -> Measurement:
         details = "\n".join(f"--- {r.name} (exit {r.exit}):\n{r.stderr_tail.strip()}"
                             for r in bad if r.stderr_tail.strip())
         last = [ln.strip() for r in bad for ln in r.stderr_tail.splitlines() if ln.strip()]
-        if last and "\n" not in error:  # the summary line ends with the last stderr line
+        # the summary line ends with the last line of stderr
+        if last and "\n" not in error and last[-1] not in error:
             error = f"{error}: {last[-1][:200]}"
         error = f"{error}\n{details}".strip()
     return Measurement(
@@ -853,6 +854,7 @@ class Bench:
     def main(self) -> int:
         a = self.args
         _set_subreaper()
+        shutil.rmtree(WORK / "adt-tmp", ignore_errors=True)  # left by an interrupted run
         size = gen_webroot.parse_size(a.size)
         log(f"mode {a.mode}: {gen_webroot.fmt_size(size)} tree, {a.reps} repetitions, "
             f"targets {','.join(a.targets)}, contenders {','.join(a.contenders)}")
@@ -907,8 +909,12 @@ def baseline_rss() -> int | None:
     """Peak RSS of `streamer --help`: the interpreter and its imports."""
     if not os.access(STREAMER, os.X_OK):
         return None
-    p = subprocess.run([TIME, "-f", "%M", "--", STREAMER, "--help"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, env=base_env(), text=True)
+    try:
+        p = subprocess.run([TIME, "-f", "%M", "--", STREAMER, "--help"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=base_env(),
+                           text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return None
     last = (p.stderr.strip().splitlines() or [""])[-1]
     return int(last) * 1024 if p.returncode == 0 and last.isdigit() else None
 
@@ -919,7 +925,7 @@ def baseline_rss() -> int | None:
 
 def _cmd_version(argv: list[str], pattern: str | None = None) -> str:
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=base_env())
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=20, env=base_env())
         out = (p.stdout + p.stderr).strip()
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unavailable ({e.__class__.__name__})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -109,20 +109,29 @@ class Observer(Protocol):
     async def watch(self, fanout: Fanout, artifacts: list[ArtifactRun]) -> None: ...
 
 
+BeforeCommit = Callable[[RegionClient], Awaitable[None]]
+
+
 async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                      extra_sources: list[tuple[ProcessSource, dict[str, Any]]] | None = None,
-                     now: datetime | None = None, observer: Observer | None = None) -> BackupResult:
-    """Back up the webroot (and ``extra_sources``, e.g. the database dump)."""
+                     now: datetime | None = None, observer: Observer | None = None,
+                     placement: layout.Placement | None = None,
+                     before_commit: BeforeCommit | None = None) -> BackupResult:
+    """Back up the webroot (and ``extra_sources``, e.g. the database dump).
+
+    ``placement`` names the objects (default: the run's own prefix, DESIGN.md
+    section 3); ``before_commit`` runs in each region just before its uploads
+    are completed (the ADT layout keeps the previous copies there)."""
     started = now or datetime.now(UTC)
     run_stamp = layout.stamp(started)
-    prefix = layout.run_prefix(build, periodicity, run_stamp)
     ext = config.extension()
+    placement = placement or layout.run_placement(build, periodicity, run_stamp, ext)
     webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
-    artifacts = [ArtifactRun("webroot", prefix + layout.artifact_name("webroot", ext), webroot_src,
+    artifacts = [ArtifactRun("webroot", placement.key("webroot"), webroot_src,
                              content_type=_content_type(config, "tar"))]
     database_meta: dict[str, Any] | None = None
     for source, meta in extra_sources or []:
-        artifacts.append(ArtifactRun(source.name, prefix + layout.artifact_name(source.name, ext),
+        artifacts.append(ArtifactRun(source.name, placement.key(source.name),
                                      source, content_type=_content_type(config, "sql")))
         database_meta = meta
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
@@ -156,6 +165,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                         async with anyio.create_task_group() as streams:
                             for art in artifacts:
                                 streams.start_soon(fanout.stream, art)
+                        fanout.pool.drain()
                         tg.cancel_scope.cancel()
             except* SourceError as group:
                 failure = str(first_leaf(group))
@@ -180,7 +190,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
 
         with anyio.CancelScope(shield=True):
             committed = await _commit(config, result, artifacts, ready, excludes,
-                                      database_meta, fanout)
+                                      database_meta, fanout, placement, before_commit)
             await _abort_all(artifacts, regions)
         result.budget_peak = budget.peak
         if len(committed) < quorum:
@@ -216,10 +226,17 @@ async def _abort_all(artifacts: list[ArtifactRun], regions: list[RegionRun]) -> 
 
 async def _commit(config: Config, result: BackupResult, artifacts: list[ArtifactRun],
                   ready: list[RegionRun], excludes: tuple[str, ...],
-                  database_meta: dict[str, Any] | None, fanout: Fanout) -> list[RegionRun]:
+                  database_meta: dict[str, Any] | None, fanout: Fanout,
+                  placement: layout.Placement, before_commit: BeforeCommit | None) -> list[RegionRun]:
     """Complete every upload in the ready regions, then write their manifests."""
 
     async def complete(region: RegionRun) -> None:
+        if before_commit is not None:
+            try:
+                await before_commit(region.client)
+            except S3Failure as e:
+                fanout.region_failed(region, str(e))
+                return
         for art in artifacts:
             state = art.states[region.index]
             assert state.upload_id is not None
@@ -236,7 +253,7 @@ async def _commit(config: Config, result: BackupResult, artifacts: list[Artifact
             tg.start_soon(complete, region)
     completed = [r for r in ready if r.alive]
     if len(completed) < config.effective_quorum:
-        await _delete_run(artifacts, ready, manifests=False)
+        await _delete_run(artifacts, ready, placement, manifests=False)
         return []
 
     result.ended = datetime.now(UTC)
@@ -252,8 +269,7 @@ async def _commit(config: Config, result: BackupResult, artifacts: list[Artifact
         database=database_meta, warnings=result.warnings)
     result.manifest = manifest
     body = encode(manifest)
-    key = layout.run_prefix(result.build, Periodicity(result.periodicity),
-                            result.stamp) + layout.MANIFEST
+    key = placement.manifest_key
 
     async def write(region: RegionRun) -> None:
         try:
@@ -267,21 +283,23 @@ async def _commit(config: Config, result: BackupResult, artifacts: list[Artifact
     committed = [r for r in completed if r.alive]
     failed = [r for r in completed if not r.alive]
     if len(committed) < config.effective_quorum:
-        await _delete_run(artifacts, completed, manifests=True)
+        await _delete_run(artifacts, completed, placement, manifests=True)
         return []
     if failed:
-        await _delete_run(artifacts, failed, manifests=True)
+        await _delete_run(artifacts, failed, placement, manifests=True)
     return committed
 
 
 async def _delete_run(artifacts: list[ArtifactRun], regions: list[RegionRun],
-                      manifests: bool) -> None:
+                      placement: layout.Placement, manifests: bool) -> None:
     """Best-effort removal of completed objects that must not stay as a half run."""
     if not artifacts:
         return
-    keys = [a.key for a in artifacts]
+    keys = [] if placement.keep_on_failure else [a.key for a in artifacts]
     if manifests:
-        keys.append(artifacts[0].key.rsplit("/", 1)[0] + "/" + layout.MANIFEST)
+        keys.append(placement.manifest_key)
+    if not keys:
+        return
 
     async def delete(region: RegionRun) -> None:
         with anyio.move_on_after(60):

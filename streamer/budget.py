@@ -33,7 +33,7 @@ class ByteBudget:
         if n > self.limit:
             raise ValueError(f"cannot hold {n} bytes in a budget of {self.limit}")
         while self.used + n > self.limit:
-            await self._changed.wait()
+            await self.changed()
         self.used += n
         self.peak = max(self.peak, self.used)
 
@@ -45,5 +45,13 @@ class ByteBudget:
         if n > self.used:
             raise ValueError(f"releasing {n} bytes but only {self.used} are held")
         self.used -= n
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake every waiter to look again (bytes released, or a buffer pooled)."""
         self._changed.set()
         self._changed = anyio.Event()
+
+    async def changed(self) -> None:
+        """Wait until some bytes are released."""
+        await self._changed.wait()

@@ -14,45 +14,34 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import weakref
+import sys
 import zlib
 from collections.abc import Callable
 from typing import IO, Any, Protocol, cast
 
 import zstandard
 
+from .buffers import PartBody
 from .config import ChecksumMode, Compression
 
 READ_SIZE = 1024 * 1024
-
-
-class PartBody(bytearray):
-    """A part's bytes.  botocore passes a bytearray through untouched, so the
-    signer (see s3.py) can read the precomputed ``sha256_hex`` instead of
-    hashing the body again for every region."""
-
-    sha256_hex: str = ""
-    md5_b64: str = ""
 
 
 class Part:
     """One part of one artifact, held once and shared by every region.
 
     ``pending`` is the set of region indices that still need it.  When it
-    empties, the part drops its buffer and ``on_done`` is called; the budget
-    is given back by ``on_free`` only when the buffer is really deallocated
-    (a weakref finalizer), so a request that still holds it keeps it counted."""
+    empties, the part lets go of its buffer and hands it to ``on_done`` for
+    reuse -- or None if something else still holds it."""
 
-    def __init__(self, number: int, body: PartBody, reserved: int,
-                 on_done: Callable[[Part], None], on_free: Callable[[int], None]) -> None:
+    def __init__(self, number: int, body: PartBody,
+                 on_done: Callable[[Part, PartBody | None], None]) -> None:
         self.number = number
         self.body = body
         self.size = len(body)
-        self.reserved = reserved
         self.pending: set[int] = set()
         self._on_done = on_done
         self.freed = False
-        weakref.finalize(body, on_free, reserved)
 
     def __len__(self) -> int:
         return self.size
@@ -69,8 +58,13 @@ class Part:
         self.pending.discard(region)
         if not self.pending and not self.freed:
             self.freed = True
-            self.body = PartBody()  # drop our reference; the finalizer frees the budget
-            self._on_done(self)
+            body, self.body = self.body, _EMPTY
+            # Only this variable and getrefcount's argument: no request,
+            # payload or memoryview still holds the bytes, so they may be reused.
+            self._on_done(self, body if sys.getrefcount(body) <= 2 else None)
+
+
+_EMPTY = PartBody()
 
 
 class Reader(Protocol):
@@ -151,36 +145,27 @@ class ChunkFiller:
         self.reader = make_reader(self.source, kind, level, threads)
         self.sha256 = hashlib.sha256()
         self.stored_bytes = 0
-        self.parts = 0
-        self._eof = False
+        self.exhausted = False
 
     @property
     def source_bytes(self) -> int:
         return self.source.count
 
-    def fill(self, size: int) -> PartBody | None:
-        """The next part of at most ``size`` bytes (only the last is shorter),
-        or None when the stream is exhausted.  An empty stream yields one
-        empty part.  Runs in a worker thread; every call here releases the GIL."""
-        if self._eof and self.parts:
-            return None
-        body = PartBody(size)
+    def fill(self, body: PartBody) -> int:
+        """Fill ``body`` with the next compressed bytes; returns how many.  Only
+        the last part is short; then ``exhausted`` is set.  Runs in a worker
+        thread: every call here releases the GIL."""
         view = memoryview(body)
         pos = 0
         try:
-            while pos < size:
+            while pos < len(body):
                 n = self.reader.readinto(view[pos:])
                 if not n:
-                    self._eof = True
+                    self.exhausted = True
                     break
                 pos += n
             self.sha256.update(view[:pos])
         finally:
             view.release()
-        if pos == 0 and self.parts:
-            return None
-        if pos < size:
-            del body[pos:]
         self.stored_bytes += pos
-        self.parts += 1
-        return body
+        return pos

@@ -28,6 +28,7 @@ from .config import (
     parse_config,
 )
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
+from .ops import parse_ops
 
 T = TypeVar("T")
 
@@ -58,6 +59,9 @@ Environment (flag > environment > config file > default):
   STREAMER_STALL_TIMEOUT        seconds without progress before a region is dropped (300)
   STREAMER_CHECKSUM   sha256 (default), md5, crc32
   STREAMER_KEEP_HOURLY ... STREAMER_KEEP_MANUAL   backups kept per periodicity
+  STREAMER_LOCK_LEASE backup lock lease (15m), renewed every lease/3
+  STREAMER_CLEANUP_HORIZON      age of abandoned leftovers cleanup removes (24h)
+  STREAMER_LAYOUT     streamer (default) or adt (WEBSITE_URL, WEBSITE_NAME)
   STREAMER_CONFIG     config file (default /etc/streamer/streamer.toml)"""
 
 app = typer.Typer(
@@ -80,15 +84,28 @@ BudgetOpt = Annotated[str | None, typer.Option("--memory-budget", help="e.g. 256
 WebrootOpt = Annotated[Path | None, typer.Option("--webroot", help="Webroot directory.")]
 CompressionOpt = Annotated[str | None, typer.Option("--compression", help="zstd, gzip or none.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+LayoutOpt = Annotated[str | None, typer.Option("--layout", help="streamer (default) or adt.")]
+PeriodicityArg = Annotated[str, typer.Argument(help="HOURLY, DAILY, WEEKLY, MONTHLY, BIMONTHLY, "
+                                                    "SHUTDOWN or MANUAL")]
+BuildArg = Annotated[str, typer.Argument(help="The build's identifier.")]
+OptPeriodicityArg = Annotated[str | None, typer.Argument(help="Only this periodicity.")]
+OptBuildArg = Annotated[str | None, typer.Argument(help="Only this build identifier.")]
+AtOpt = Annotated[str | None, typer.Option("--at", help="The run's stamp (YYYYMMDDTHHMMSSZ); "
+                                                        "default the newest committed one.")]
 
 
-def load_config(config_file: Path | None, flags: dict[str, str | None]) -> Config:
+def load_settings(config_file: Path | None, flags: dict[str, str | None]) -> dict[str, str]:
+    """Every setting, merged: flag > environment > config file."""
     env = dict(os.environ)
     path = config_file or (Path(env["STREAMER_CONFIG"]) if env.get("STREAMER_CONFIG") else None)
     if path is None and Path("/etc/streamer/streamer.toml").exists():
         path = Path("/etc/streamer/streamer.toml")
     file_settings = load_file(path) if path else {}
-    return parse_config(merge_sources(file_settings, env, flags))
+    return merge_sources(file_settings, env, flags)
+
+
+def load_config(config_file: Path | None, flags: dict[str, str | None]) -> Config:
+    return parse_config(load_settings(config_file, flags))
 
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
@@ -166,6 +183,7 @@ def backup(
     memory_budget: BudgetOpt = None,
     webroot: WebrootOpt = None,
     compression: CompressionOpt = None,
+    layout: LayoutOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Back up the webroot and the database to every region, then apply retention."""
@@ -176,13 +194,16 @@ def backup(
 
         p = Periodicity.parse(periodicity)
         build = parse_build_identifier(build_identifier)
-        cfg = load_config(config, {
+        settings = load_settings(config, {
             "STREAMER_QUORUM": None if quorum is None else str(quorum),
             "STREAMER_MEMORY_BUDGET": memory_budget,
             "STREAMER_WEBROOT": None if webroot is None else str(webroot),
             "STREAMER_COMPRESSION": compression,
+            "STREAMER_LAYOUT": layout,
         })
-        return run_async(lambda: backup_command(cfg, p, build))
+        cfg = parse_config(settings)
+        ops = parse_ops(settings)
+        return run_async(lambda: backup_command(cfg, p, build, ops))
 
     guarded(go)
 
@@ -201,6 +222,163 @@ def config_check(
 
         cfg = load_config(config, {})
         return run_async(lambda: config_check_command(cfg, create_buckets, json_out))
+
+    guarded(go)
+
+
+RESTORE_HELP = """\b
+Exit codes:
+  0    restored (every byte's SHA-256 matched the manifest)
+  1    failed in every region that holds the backup; nothing restored from a damaged copy
+  2    usage or configuration error (e.g. the target directory is not empty: --force)
+  130  interrupted"""
+
+VERIFY_HELP = """\b
+Exit codes:
+  0    every region holds the backup, its hashes match, and the regions agree
+  1    a region is missing it, a hash does not match, or the regions disagree"""
+
+MAINTENANCE_HELP = """\b
+Exit codes:
+  0    done in every region
+  1    a region could not be reached or a deletion failed (run it again)"""
+
+
+def _optional_scope(periodicity: str | None, build_identifier: str | None
+                    ) -> tuple[Periodicity | None, str | None]:
+    """`[PERIODICITY] [BUILD]`: a lone argument that is no periodicity is the build."""
+    if periodicity is not None and build_identifier is None \
+            and periodicity.upper() not in PERIODICITY_NAMES:
+        return None, parse_build_identifier(periodicity)
+    p = Periodicity.parse(periodicity) if periodicity is not None else None
+    b = parse_build_identifier(build_identifier) if build_identifier is not None else None
+    return p, b
+
+
+@app.command(epilog=RESTORE_HELP)
+def restore(
+    periodicity: PeriodicityArg,
+    build_identifier: BuildArg,
+    at: AtOpt = None,
+    webroot: Annotated[Path | None, typer.Option(
+        "--webroot", help="Restore the webroot into this directory (default: STREAMER_WEBROOT "
+                          "when --database is not given). It must be empty unless --force.")] = None,
+    database: Annotated[bool, typer.Option(
+        "--database", help="Restore the database into DB_NAME (which must exist, empty).")] = False,
+    region: Annotated[int | None, typer.Option("--region", help="Read only this region (1-based).")
+                      ] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Restore over a non-empty directory: files in the backup replace "
+                        "files of the same name, others stay (as tar -x).")] = False,
+    config: ConfigOpt = None,
+    layout: LayoutOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Stream the newest committed backup (or --at STAMP) back, verifying its SHA-256."""
+    STATE["debug"] = STATE["debug"] or debug
+
+    def go() -> int:
+        from .commands import restore_command
+        from .restore import RestoreRequest
+
+        p = Periodicity.parse(periodicity)
+        build = parse_build_identifier(build_identifier)
+        cfg = load_config(config, {"STREAMER_LAYOUT": layout})
+        target = webroot if webroot is not None else (None if database else cfg.webroot)
+        request = RestoreRequest(p, build, at, target, database, region, force)
+        return run_async(lambda: restore_command(cfg, request))
+
+    guarded(go)
+
+
+@app.command(epilog=VERIFY_HELP)
+def verify(
+    periodicity: PeriodicityArg,
+    build_identifier: BuildArg,
+    at: AtOpt = None,
+    config: ConfigOpt = None,
+    layout: LayoutOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Re-read every region's copy; check every size and hash, and that the regions agree."""
+    STATE["debug"] = STATE["debug"] or debug
+
+    def go() -> int:
+        from .commands import verify_command
+
+        p = Periodicity.parse(periodicity)
+        build = parse_build_identifier(build_identifier)
+        cfg = load_config(config, {"STREAMER_LAYOUT": layout})
+        return run_async(lambda: verify_command(cfg, p, build, at))
+
+    guarded(go)
+
+
+@app.command("list", epilog=MAINTENANCE_HELP)
+def list_(
+    periodicity: OptPeriodicityArg = None,
+    build_identifier: OptBuildArg = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    config: ConfigOpt = None,
+    layout: LayoutOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Committed backups per region, with stamp, age and sizes (runs without manifest are not shown)."""
+    STATE["debug"] = STATE["debug"] or debug
+
+    def go() -> int:
+        from .commands import list_command
+
+        p, b = _optional_scope(periodicity, build_identifier)
+        cfg = load_config(config, {"STREAMER_LAYOUT": layout})
+        return run_async(lambda: list_command(cfg, p, b, json_out))
+
+    guarded(go)
+
+
+@app.command(epilog=MAINTENANCE_HELP)
+def prune(
+    periodicity: OptPeriodicityArg = None,
+    build_identifier: OptBuildArg = None,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Apply retention (STREAMER_KEEP_*): keep the newest committed backups, delete older ones."""
+    STATE["debug"] = STATE["debug"] or debug
+
+    def go() -> int:
+        from .commands import prune_command
+
+        p, b = _optional_scope(periodicity, build_identifier)
+        cfg = load_config(config, {})
+        return run_async(lambda: prune_command(cfg, p, b))
+
+    guarded(go)
+
+
+@app.command(epilog=MAINTENANCE_HELP)
+def cleanup(
+    periodicity: OptPeriodicityArg = None,
+    build_identifier: OptBuildArg = None,
+    horizon: Annotated[str | None, typer.Option(
+        "--horizon", help="Age after which leftovers are abandoned (STREAMER_CLEANUP_HORIZON, "
+                          "default 24h).")] = None,
+    config: ConfigOpt = None,
+    layout: LayoutOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Abort multipart uploads and remove manifest-less runs that killed runs left behind."""
+    STATE["debug"] = STATE["debug"] or debug
+
+    def go() -> int:
+        from .commands import cleanup_command
+
+        p, b = _optional_scope(periodicity, build_identifier)
+        settings = load_settings(config, {"STREAMER_LAYOUT": layout,
+                                          "STREAMER_CLEANUP_HORIZON": horizon})
+        cfg = parse_config(settings)
+        ops = parse_ops(settings)
+        return run_async(lambda: cleanup_command(cfg, ops, p, b))
 
     guarded(go)
 

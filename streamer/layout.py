@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .config import Periodicity
@@ -49,3 +51,26 @@ def stamp_of(key: str, build: str, periodicity: Periodicity) -> str | None:
         return None
     head = key[len(prefix):].split("/", 1)[0]
     return head if STAMP_RE.fullmatch(head) else None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one run's objects go in the bucket: each artifact's key and the manifest's.
+
+    ``keep_on_failure``: completed objects of a run that then fails to commit
+    stay (the ADT layout overwrites its live objects in place; see adt.py)
+    instead of being deleted as a half run."""
+
+    artifact_keys: Mapping[str, str]
+    manifest_key: str
+    keep_on_failure: bool = False
+
+    def key(self, artifact: str) -> str:
+        return self.artifact_keys[artifact]
+
+
+def run_placement(build: str, periodicity: Periodicity, run_stamp: str, extension: str) -> Placement:
+    """The streamer layout: every run in its own ``{build}/{periodicity}/{stamp}/``."""
+    prefix = run_prefix(build, periodicity, run_stamp)
+    return Placement({a: prefix + artifact_name(a, extension) for a in ("webroot", "database")},
+                     prefix + MANIFEST)

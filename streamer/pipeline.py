@@ -27,7 +27,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .budget import ByteBudget
-from .chunker import ChunkFiller, Part, PartBody
+from .buffers import BufferPool, PartBody
+from .chunker import ChunkFiller, Part
 from .config import Config
 from .errors import RegionError, SourceError
 from .multipart import Decision, UploadState
@@ -93,6 +94,7 @@ class Fanout:
         self.budget = budget
         self.max_part = max_part
         self.held: set[Part] = set()
+        self.pool = BufferPool(budget)
         self._on_below_quorum = on_below_quorum
 
     @property
@@ -112,8 +114,10 @@ class Fanout:
         if len(self.live) < self.config.effective_quorum:
             self._on_below_quorum()
 
-    def _done(self, part: Part) -> None:
+    def _done(self, part: Part, body: PartBody | None) -> None:
         self.held.discard(part)
+        if body is not None:
+            self.pool.give_back(body, part_size(part.number, self.max_part))
 
     async def watch_stalls(self) -> None:
         """Drop a region that has work but made no progress for the stall timeout."""
@@ -184,10 +188,10 @@ class Fanout:
         fill_idle = threading.Event()
         fill_idle.set()
 
-        def fill(size: int) -> PartBody | None:
+        def fill(body: PartBody) -> int:
             fill_idle.clear()
             try:
-                return filler.fill(size)
+                return filler.fill(body)
             finally:
                 fill_idle.set()
 
@@ -195,22 +199,25 @@ class Fanout:
             await self.budget.acquire(reserve)  # the compressor's working memory
             async with anyio.create_task_group() as sealers:
                 number = 0
-                while True:
+                while not filler.exhausted:
                     number += 1
                     if number > MAX_PARTS:
                         raise SourceError(
                             f"{art.name} exceeds {MAX_PARTS} parts of at most "
                             f"{self.max_part} bytes", "raise STREAMER_MEMORY_BUDGET")
                     size = part_size(number, self.max_part)
-                    await self.budget.acquire(size)
-                    body = await anyio.to_thread.run_sync(fill, size, abandon_on_cancel=True)
-                    if body is None:
-                        self.budget.release(size)
-                        break
-                    part = Part(number, body, size, self._done, self.budget.release)
+                    body = await self.pool.take(size)
+                    n = await anyio.to_thread.run_sync(fill, body, abandon_on_cancel=True)
+                    if n < size:
+                        if n == 0 and number > 1:
+                            self.pool.give_back(body, size)
+                            break  # the stream ended exactly at a part boundary
+                        del body[n:]  # the last part: never pooled again
+                    part = Part(number, body, self._done)
+                    del body
                     self.held.add(part)
                     art.parts = number
-                    art.max_part_size = max(art.max_part_size, len(body))
+                    art.max_part_size = max(art.max_part_size, len(part))
                     sealers.start_soon(self._seal_and_send, art, part, senders)
             code = await anyio.to_thread.run_sync(proc.wait, abandon_on_cancel=True)
         finally:

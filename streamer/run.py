@@ -6,10 +6,14 @@ import contextlib
 import sys
 from typing import Any
 
+import anyio
+
 from .backup import BackupResult, Observer, run_backup
 from .config import Config, Periodicity
 from .errors import EXIT_FAILED
+from .ops import OpsConfig
 from .progress import LogProgress, TerminalProgress
+from .s3 import RegionClient, S3Failure
 from .sources import ProcessSource
 
 
@@ -46,16 +50,66 @@ def make_observer(config: Config, quiet: bool = False) -> Observer | None:
     return LogProgress(config.progress_interval)
 
 
-async def backup_command(config: Config, periodicity: Periodicity, build: str) -> int:
-    async with contextlib.AsyncExitStack() as stack:
-        extra: list[tuple[ProcessSource, dict[str, Any]]] = []
-        if config.database.engine != "none":
-            from .database import prepare_dump
+async def backup_command(config: Config, periodicity: Periodicity, build: str,
+                         ops: OpsConfig | None = None) -> int:
+    """Lock, clean up, back up, apply retention, unlock (DESIGN.md section 4).
 
-            dump = await stack.enter_async_context(prepare_dump(config.database))
-            extra.append((dump.source, dump.info.to_manifest()))
-        result = await run_backup(config, periodicity, build, extra_sources=extra,
-                                  observer=make_observer(config))
+    The lock (lock.py) is taken before anything is uploaded: a run that finds
+    it held exits 4.  Holding it, the run aborts what killed runs of this build
+    and periodicity left (cleanup.py), dumps and uploads, and after a commit
+    applies retention (retention.py) in every region."""
+    from datetime import UTC, datetime
+
+    from . import adt, layout
+    from .catalog import open_clients
+    from .commands import clean_regions, cleaner, lock_key, prune_all
+    from .lock import BackupLock, hold_lock, new_holder
+    from .webroot import webroot_source
+
+    ops = ops or OpsConfig()
+    cfg = adt.for_layout(config, periodicity)
+    webroot_source(cfg.webroot, cfg.excludes, cfg.persist_assets)  # config errors before the lock
+    started = datetime.now(UTC)
+    what = f"{build}/{periodicity.value}"
+    placement = before_commit = None
+    if cfg.layout == "adt":
+        placement = adt.placement(cfg)
+        names = [adt.WEBROOT_OBJECT] + ([adt.database_object(cfg)]
+                                        if cfg.database.engine != "none" else [])
+
+        async def keep_previous(client: RegionClient) -> None:
+            await adt.keep_previous(client, tuple(names))
+
+        before_commit = keep_previous
+    async with open_clients(cfg) as clients:
+        await _ensure_buckets(clients)
+        lock = BackupLock(clients, lock_key(cfg, build, periodicity), what, ops.lock_lease,
+                          new_holder(layout.stamp(started), ops.lock_lease, started))
+        async with hold_lock(lock):
+            for stale in lock.taken_over:
+                print(f"took over the backup lock of {stale.host} pid {stale.pid} "
+                      f"(run {stale.run}): its lease had expired or its process is gone")
+            problems = await clean_regions(clients, cleaner(cfg, build, periodicity,
+                                                            ops.cleanup_horizon),
+                                           True, what, quiet_if_nothing=True)
+            for problem in problems:
+                print(f"warning: cleanup: {problem}", file=sys.stderr)
+            async with contextlib.AsyncExitStack() as stack:
+                extra: list[tuple[ProcessSource, dict[str, Any]]] = []
+                if cfg.database.engine != "none":
+                    from .database import prepare_dump
+
+                    dump = await stack.enter_async_context(prepare_dump(cfg.database))
+                    extra.append((dump.source, dump.info.to_manifest()))
+                result = await run_backup(cfg, periodicity, build, extra_sources=extra,
+                                          observer=make_observer(cfg), now=started,
+                                          placement=placement, before_commit=before_commit)
+            if result.exit_code != EXIT_FAILED and cfg.layout != "adt":
+                with anyio.CancelScope(shield=True):
+                    if await prune_all(cfg, clients, [(build, periodicity)],
+                                       quiet_if_nothing=True) != 0:
+                        result.warnings.append("retention incomplete (see above); "
+                                               "`streamer prune` retries it")
     try:
         print_result(result)
     except BrokenPipeError:
@@ -64,6 +118,17 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str) -
         print(f"streamer: backup failed: {result.error} "
               "(nothing new committed; earlier backups untouched)", file=sys.stderr)
     return result.exit_code
+
+
+async def _ensure_buckets(clients: list[RegionClient]) -> None:
+    """Create the bucket where missing, so the lock can be written (errors: later)."""
+    async def one(client: RegionClient) -> None:
+        with contextlib.suppress(S3Failure), anyio.move_on_after(client.request_timeout):
+            await client.ensure_bucket()
+
+    async with anyio.create_task_group() as tg:
+        for client in clients:
+            tg.start_soon(one, client)
 
 
 async def config_check_command(config: Config, create_buckets: bool, json_out: bool) -> int:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiohttp.payload
@@ -32,7 +33,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .chunker import PartBody
+from .buffers import PartBody
 from .config import ChecksumMode, Region
 from .multipart import RetryPolicy
 
@@ -40,7 +41,7 @@ T = TypeVar("T")
 
 
 class PrecomputedPayloadAuth(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
-    """S3 SigV4 that trusts a body's precomputed ``sha256_hex`` (see chunker.PartBody)."""
+    """S3 SigV4 that trusts a body's precomputed ``sha256_hex`` (see buffers.PartBody)."""
 
     def payload(self, request: Any) -> str:
         digest = getattr(request.body, "sha256_hex", "")
@@ -95,6 +96,30 @@ class S3Failure(Exception):
 
     def __str__(self) -> str:
         return f"{self.region}: {self.operation} failed: {self.detail}"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object: key, size in bytes, last modification (UTC, if known)."""
+
+    key: str
+    size: int
+    modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """One unfinished multipart upload and when it was initiated (UTC, if known)."""
+
+    key: str
+    upload_id: str
+    initiated: datetime | None = None
+
+
+def _utc(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return None
 
 
 _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
@@ -235,13 +260,118 @@ class RegionClient:
     # ------------------------------------------------------------ objects
 
     async def put_object(self, key: str, data: bytes, content_type: str = "application/json",
-                         if_none_match: bool = False) -> str:
+                         if_none_match: bool = False, if_match: str | None = None,
+                         attempts: int | None = None) -> str:
+        """PutObject; ``if_none_match`` creates only (412 if the key exists),
+        ``if_match`` overwrites only that ETag (412 if it changed)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
                                   "ContentType": content_type}
         if if_none_match:
             kwargs["IfNoneMatch"] = "*"
-        response = await self.call("PutObject", lambda: self._client.put_object(**kwargs))
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        response = await self.call("PutObject", lambda: self._client.put_object(**kwargs),
+                                   attempts=attempts)
         return str(response.get("ETag", ""))
+
+    async def get_with_etag(self, key: str, attempts: int | None = None) -> tuple[bytes, str] | None:
+        """A small object's bytes and ETag, or None if it does not exist."""
+        async def go() -> tuple[bytes, str]:
+            response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as stream:
+                return bytes(await stream.read()), str(response.get("ETag", ""))
+        try:
+            return await self.call("GetObject", go, attempts=attempts)
+        except S3Failure as f:
+            if f.status == 404:
+                return None
+            raise
+
+    async def get_range(self, key: str, start: int, end: int, if_match: str | None = None) -> bytes:
+        """Bytes ``start..end`` (inclusive) of an object, retried as a whole on a
+        transient failure; ``if_match`` pins the object version (412 if it changed)."""
+        expected = end - start + 1
+
+        async def go() -> bytes:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key,
+                                      "Range": f"bytes={start}-{end}"}
+            if if_match:
+                kwargs["IfMatch"] = if_match
+            response = await self._client.get_object(**kwargs)
+            async with response["Body"] as stream:
+                data = bytes(await stream.read())
+            if len(data) != expected:
+                raise S3Failure(self.label, "GetObject",
+                                f"short read of {key} bytes {start}-{end}: {len(data)} bytes", True)
+            return data
+        return await self.call("GetObject", go)
+
+    async def head_object(self, key: str, attempts: int | None = None) -> tuple[int, str] | None:
+        """(size, ETag) of an object, or None if it does not exist."""
+        try:
+            response = await self.call(
+                "HeadObject", lambda: self._client.head_object(Bucket=self.bucket, Key=key),
+                attempts=attempts)
+        except S3Failure as f:
+            if f.status == 404:
+                return None
+            raise
+        return int(response.get("ContentLength", 0)), str(response.get("ETag", ""))
+
+    async def delete_object(self, key: str, if_match: str | None = None,
+                            attempts: int | None = None) -> None:
+        """Delete one object (absent is fine); ``if_match``: only that ETag (412 otherwise)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
+        try:
+            await self.call("DeleteObject", lambda: self._client.delete_object(**kwargs),
+                            attempts=attempts)
+        except S3Failure as f:
+            if f.status != 404:
+                raise
+
+    async def copy_object(self, source_key: str, key: str) -> bool:
+        """Server-side copy within the bucket; False if the source does not exist.
+        (A single CopyObject: sources up to 5 GiB.)"""
+        try:
+            await self.call("CopyObject", lambda: self._client.copy_object(
+                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}))
+        except S3Failure as f:
+            if f.status == 404 or f.code in ("NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    async def list_objects(self, prefix: str, attempts: int | None = None) -> list[ObjectInfo]:
+        """Every object under prefix with its size and modification time."""
+        out: list[ObjectInfo] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = await self.call("ListObjectsV2",
+                                   lambda: self._client.list_objects_v2(**kwargs), attempts=attempts)
+            for obj in page.get("Contents", []) or []:
+                out.append(ObjectInfo(str(obj["Key"]), int(obj.get("Size", 0)),
+                                      _utc(obj.get("LastModified"))))
+            if not page.get("IsTruncated"):
+                return out
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    async def list_uploads(self, prefix: str, attempts: int | None = None) -> list[UploadInfo]:
+        """Every unfinished multipart upload under prefix, with when it was started."""
+        out: list[UploadInfo] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = await self.call("ListMultipartUploads",
+                                   lambda: self._client.list_multipart_uploads(**kwargs),
+                                   attempts=attempts)
+            for upload in page.get("Uploads", []) or []:
+                out.append(UploadInfo(str(upload["Key"]), str(upload["UploadId"]),
+                                      _utc(upload.get("Initiated"))))
+            if not page.get("IsTruncated"):
+                return out
+            kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
+            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
     async def get_bytes(self, key: str, byte_range: str | None = None) -> bytes:
         async def go() -> bytes:

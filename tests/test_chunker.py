@@ -9,7 +9,8 @@ import zlib
 
 import zstandard
 
-from streamer.chunker import ChunkFiller, Part, PartBody
+from streamer.buffers import PartBody
+from streamer.chunker import ChunkFiller, Part
 from streamer.s3 import PrecomputedPayloadAuth
 
 
@@ -28,8 +29,12 @@ def _parts(data: bytes, kind: str, size: int) -> tuple[list[bytes], ChunkFiller]
     fd = _feed(data)
     filler = ChunkFiller(fd, kind, 3)  # type: ignore[arg-type]
     parts = []
-    while (body := filler.fill(size)) is not None:
-        parts.append(bytes(body))
+    while not filler.exhausted:
+        body = PartBody(size)
+        n = filler.fill(body)
+        if n == 0 and parts:
+            break
+        parts.append(bytes(body[:n]))
     os.close(fd)
     return parts, filler
 
@@ -58,11 +63,10 @@ def test_empty_stream_yields_one_empty_part() -> None:
     assert parts == [b""]
 
 
-def test_budget_comes_back_when_the_buffer_is_deallocated() -> None:
-    done: list[Part] = []
-    freed: list[int] = []
+def test_part_hands_its_buffer_over_once_when_the_last_region_is_done() -> None:
+    done: list[tuple[Part, PartBody | None]] = []
     body = PartBody(b"x" * 10)
-    part = Part(1, body, 16, done.append, freed.append)
+    part = Part(1, body, lambda p, b: done.append((p, b)))
     part.pending = {1, 2, 3}
     part.done(2)
     part.done(2)
@@ -70,15 +74,13 @@ def test_budget_comes_back_when_the_buffer_is_deallocated() -> None:
     assert not done
     part.done(3)
     part.done(3)
-    assert done == [part] and len(part) == 10
-    assert freed == []  # a request still holds the buffer: it is still counted
-    del body
-    assert freed == [16]
+    assert done == [(part, None)]  # the test still holds `body`: not reusable
+    assert len(part) == 10 and len(part.body) == 0
 
 
 def test_part_digest_is_computed_once_and_used_by_the_signer() -> None:
     body = PartBody(b"abc" * 1000)
-    part = Part(1, body, len(body), lambda p: None, lambda n: None)
+    part = Part(1, body, lambda p, b: None)
     part.seal("sha256")
     assert body.sha256_hex == hashlib.sha256(body).hexdigest()
 

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from s3util import RegionsEnv
 
-from streamer.chunker import Part, PartBody
+from streamer.buffers import PartBody
+from streamer.chunker import Part
 from streamer.config import Region, Secret
 from streamer.multipart import RetryPolicy
 from streamer.s3 import RegionClient, S3Failure, open_region
@@ -30,7 +31,7 @@ async def sink(regions: RegionsEnv, bucket: str) -> AsyncIterator[RegionClient]:
 
 
 def sealed(data: bytes, checksum: str = "md5") -> PartBody:
-    part = Part(1, PartBody(data), len(data), lambda p: None, lambda n: None)
+    part = Part(1, PartBody(data), lambda p, b: None)
     part.seal(checksum)  # type: ignore[arg-type]
     return part.body
 
