@@ -186,6 +186,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
         if failure is not None:
             with anyio.CancelScope(shield=True):
                 await _abort_all(artifacts, regions)
+            result.budget_peak = budget.peak
             return _finish(result, regions, [], failure)
 
         with anyio.CancelScope(shield=True):

@@ -95,6 +95,9 @@ class Fanout:
         self.max_part = max_part
         self.held: set[Part] = set()
         self.pool = BufferPool(budget)
+        # One thread hashes parts, in order, beside the producer thread: more
+        # would only take CPU from the producer, which is the critical path.
+        self.sealing = anyio.CapacityLimiter(1)
         self._on_below_quorum = on_below_quorum
 
     @property
@@ -255,7 +258,7 @@ class Fanout:
 
     async def _seal_and_send(self, art: ArtifactRun, part: Part,
                              senders: dict[int, MemoryObjectSendStream[Part]]) -> None:
-        await anyio.to_thread.run_sync(part.seal, self.config.checksum)
+        await anyio.to_thread.run_sync(part.seal, self.config.checksum, limiter=self.sealing)
         live = [r for r in self.live if r.index in senders]
         part.pending = {r.index for r in live}
         if not live:
