@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from .config import (
     parse_build_identifier,
     parse_config,
 )
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
 from .ops import parse_ops
 
 T = TypeVar("T")
@@ -144,27 +145,33 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
 
 
-def fail(error: StreamerError) -> None:
-    typer.echo(f"streamer: {error}", err=True)
-    raise typer.Exit(error.exit_code)
-
-
-def guarded(fn: Callable[[], int]) -> None:
+def guarded(fn: Callable[[], int],
+            on_failure: Callable[[int, str], None] | None = None) -> None:
+    """Run a command: user-facing failures become one line and their exit code.
+    ``on_failure`` (the backup's reports and hooks) still runs for them."""
     try:
         code = fn()
     except StreamerError as e:
         if STATE["debug"]:
             traceback.print_exc()
-        fail(e)
+        typer.echo(f"streamer: {e}", err=True)
+        code, message = e.exit_code, str(e)
     except KeyboardInterrupt:
         typer.echo("streamer: interrupted; in-flight uploads aborted", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        code, message = EXIT_INTERRUPTED, "interrupted (SIGINT/SIGTERM); in-flight uploads aborted"
     except Exception as e:  # a bug: still one line, the traceback with --debug
         if STATE["debug"]:
             traceback.print_exc()
         typer.echo(f"streamer: internal error: {type(e).__name__}: {e} "
                    "(run with --debug for the traceback)", err=True)
-        raise typer.Exit(1) from None
+        code, message = EXIT_FAILED, f"internal error: {type(e).__name__}: {e}"
+    else:
+        raise typer.Exit(code)
+    if on_failure is not None:
+        try:
+            on_failure(code, message)
+        except Exception as e:  # reporting never changes the exit code
+            typer.echo(f"streamer: warning: reporting failed: {e}", err=True)
     raise typer.Exit(code)
 
 
@@ -184,28 +191,70 @@ def backup(
     webroot: WebrootOpt = None,
     compression: CompressionOpt = None,
     layout: LayoutOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON summary on stdout at the end (schema: docs/summary.schema.json)."
+    )] = False,
+    metrics_file: Annotated[Path | None, typer.Option(
+        "--metrics-file", help="Prometheus textfile-collector file (env STREAMER_METRICS_FILE).")] = None,
+    on_success: Annotated[str | None, typer.Option(
+        "--on-success", help="Run with /bin/sh -c after exit 0, the JSON summary on stdin "
+        "(env STREAMER_ON_SUCCESS).")] = None,
+    on_failure: Annotated[str | None, typer.Option(
+        "--on-failure", help="Likewise after exit 1, 2, 3 or 130 (env STREAMER_ON_FAILURE).")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Back up the webroot and the database to every region, then apply retention."""
     STATE["debug"] = STATE["debug"] or debug
+    from .reporting import ReportConfig, finish, parse_reporting
+    from .summary import summarize, summarize_failure
+
+    started = time.monotonic()
+    report = ReportConfig(json=json_out, quiet=quiet or json_out)
+    secrets: list[str] = []
 
     def go() -> int:
+        nonlocal report
         from .run import backup_command
 
-        p = Periodicity.parse(periodicity)
-        build = parse_build_identifier(build_identifier)
         settings = load_settings(config, {
             "STREAMER_QUORUM": None if quorum is None else str(quorum),
             "STREAMER_MEMORY_BUDGET": memory_budget,
             "STREAMER_WEBROOT": None if webroot is None else str(webroot),
             "STREAMER_COMPRESSION": compression,
             "STREAMER_LAYOUT": layout,
+            "STREAMER_METRICS_FILE": None if metrics_file is None else str(metrics_file),
+            "STREAMER_ON_SUCCESS": on_success,
+            "STREAMER_ON_FAILURE": on_failure,
         })
+        secrets.extend(v for k, v in settings.items()
+                       if k in ("S3_SECRET_KEY", "S3_ACCESS_KEY", "DB_PASSWORD") and v)
+        report = parse_reporting(settings, json_out=json_out, quiet=quiet)
+        p = Periodicity.parse(periodicity)
+        build = parse_build_identifier(build_identifier)
         cfg = parse_config(settings)
         ops = parse_ops(settings)
-        return run_async(lambda: backup_command(cfg, p, build, ops))
+        result = run_async(lambda: backup_command(cfg, p, build, ops, quiet=report.quiet))
+        summary = summarize(result, exit_code=result.exit_code,
+                            duration=time.monotonic() - started, redact=secrets,
+                            rss_peak_bytes=_peak_rss())
+        finish(report, summary, result.exit_code)
+        return result.exit_code
 
-    guarded(go)
+    def failed(code: int, error: str) -> None:
+        summary = summarize_failure(build=build_identifier, periodicity=periodicity.lower(),
+                                    exit_code=code, error=error,
+                                    duration=time.monotonic() - started, redact=secrets,
+                                    rss_peak_bytes=_peak_rss())
+        finish(report, summary, code)
+
+    guarded(go, on_failure=failed)
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @config_app.command("check", epilog="Exit codes: 0 every check passed, 2 any problem.")

@@ -51,7 +51,7 @@ def make_observer(config: Config, quiet: bool = False) -> Observer | None:
 
 
 async def backup_command(config: Config, periodicity: Periodicity, build: str,
-                         ops: OpsConfig | None = None) -> int:
+                         ops: OpsConfig | None = None, quiet: bool = False) -> BackupResult:
     """Lock, clean up, back up, apply retention, unlock (DESIGN.md section 4).
 
     The lock (lock.py) is taken before anything is uploaded: a run that finds
@@ -86,8 +86,8 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
         lock = BackupLock(clients, lock_key(cfg, build, periodicity), what, ops.lock_lease,
                           new_holder(layout.stamp(started), ops.lock_lease, started))
         async with hold_lock(lock):
-            for stale in lock.taken_over:
-                print(f"took over the backup lock of {stale.host} pid {stale.pid} "
+            for stale in [] if quiet else lock.taken_over:
+                print(f"warning: took over the backup lock of {stale.host} pid {stale.pid} "
                       f"(run {stale.run}): its lease had expired or its process is gone")
             problems = await clean_regions(clients, cleaner(cfg, build, periodicity,
                                                             ops.cleanup_horizon),
@@ -102,7 +102,7 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
                     dump = await stack.enter_async_context(prepare_dump(cfg.database))
                     extra.append((dump.source, dump.info.to_manifest()))
                 result = await run_backup(cfg, periodicity, build, extra_sources=extra,
-                                          observer=make_observer(cfg), now=started,
+                                          observer=make_observer(cfg, quiet), now=started,
                                           placement=placement, before_commit=before_commit)
             if result.exit_code != EXIT_FAILED and cfg.layout != "adt":
                 with anyio.CancelScope(shield=True):
@@ -110,14 +110,15 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
                                        quiet_if_nothing=True) != 0:
                         result.warnings.append("retention incomplete (see above); "
                                                "`streamer prune` retries it")
-    try:
-        print_result(result)
-    except BrokenPipeError:
-        pass  # stdout went away (a closed pipe): the backup's own result stands
+    if not quiet:
+        try:
+            print_result(result)
+        except BrokenPipeError:
+            pass  # stdout went away (a closed pipe): the backup's own result stands
     if result.error:
         print(f"streamer: backup failed: {result.error} "
               "(nothing new committed; earlier backups untouched)", file=sys.stderr)
-    return result.exit_code
+    return result
 
 
 async def _ensure_buckets(clients: list[RegionClient]) -> None:

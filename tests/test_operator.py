@@ -56,3 +56,56 @@ def test_config_check_names_wrong_secret_missing_bucket_and_dead_region(
     assert run.code == 0, run.stdout + run.stderr
     run = run_streamer(["config", "check"], env)
     assert run.code == 0 and "FAIL" not in run.stdout
+
+
+def test_json_summary_metrics_and_hooks_through_the_cli(regions: RegionsEnv, bucket: str,
+                                                        streamer_env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    import json
+
+    import jsonschema
+    from prometheus_client.parser import text_string_to_metric_families
+
+    schema = json.loads((Path(__file__).parent.parent / "docs" / "summary.schema.json").read_text())
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.php").write_text("<?php echo 1; ?>\n")
+    metrics = tmp_path / "streamer.prom"
+    hooks = {"success": tmp_path / "success.json", "failure": tmp_path / "failure.json"}
+    args = ["hourly", "reports", "--json", "--metrics-file", str(metrics),
+            "--on-success", f"cat > {hooks['success']}", "--on-failure", f"cat > {hooks['failure']}"]
+    env = {**streamer_env, "STREAMER_WEBROOT": str(root)}
+
+    ok = run_streamer(args, env)
+    assert ok.code == 0, ok.stderr
+    summary = json.loads(ok.stdout)  # stdout holds the summary and nothing else
+    jsonschema.validate(summary, schema)
+    assert summary["exit_code"] == 0 and summary["status"] == "committed"
+    assert json.loads(hooks["success"].read_text()) == summary
+    assert not hooks["failure"].exists()  # the failure hook only on failure
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    [success] = families["streamer_last_success_timestamp_seconds"].samples
+    assert success.labels == {"build": "reports", "periodicity": "hourly"}
+
+    hooks["success"].unlink()
+    dead = {**env, "S3_HOST_BASE": "http://127.0.0.1:9"}
+    bad = run_streamer(args, dead)
+    assert bad.code == 1, bad.stderr
+    summary = json.loads(bad.stdout)
+    jsonschema.validate(summary, schema)
+    assert summary["exit_code"] == 1 and summary["error"]
+    assert json.loads(hooks["failure"].read_text())["exit_code"] == 1
+    assert not hooks["success"].exists()
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    # the earlier success is kept; the last exit code is the failure's
+    assert families["streamer_last_success_timestamp_seconds"].samples[0].value == success.value
+    assert regions.env["S3_SECRET_KEY"] not in bad.stdout + metrics.read_text()
+
+
+def test_quiet_prints_only_errors(regions: RegionsEnv, bucket: str, streamer_env: dict[str, str],
+                                  tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.php").write_text("<?php echo 1; ?>\n")
+    run = run_streamer(["hourly", "quiet", "--quiet"], {**streamer_env, "STREAMER_WEBROOT": str(root)})
+    assert run.code == 0 and run.stdout == "" and run.stderr == ""
