@@ -21,7 +21,7 @@ from . import adt, layout
 from .catalog import RunListing, all_series, bucket_runs, open_clients, series_runs
 from .cleanup import CleanupReport, cleanup_prefix, cleanup_series
 from .config import Config, Periodicity
-from .errors import EXIT_FAILED, EXIT_OK, BackupFailed, LockHeld
+from .errors import EXIT_FAILED, EXIT_OK, BackupFailed, ConfigError, LockHeld
 from .lock import BackupLock, new_holder
 from .ops import OpsConfig
 from .restore import RestoreRequest, RunsOf, restore_run
@@ -88,10 +88,9 @@ def run_record(run: RunListing, now: datetime) -> dict[str, Any]:
 async def list_command(config: Config, periodicity: Periodicity | None, build: str | None,
                        json_out: bool) -> int:
     now = datetime.now(UTC)
-    if config.layout == "adt":
-        periods = [periodicity] if periodicity else list(Periodicity)
-    else:
-        periods = [periodicity]  # type: ignore[list-item]  # None: every periodicity at once
+    periods: list[Periodicity | None] = [periodicity]  # None: every periodicity at once
+    if config.layout == "adt" and periodicity is None:
+        periods = list(Periodicity)  # one bucket each
     found: dict[int, list[RunListing]] = {}
     errors: dict[int, str] = {}
     labels: dict[int, tuple[str, str]] = {}
@@ -258,8 +257,8 @@ async def cleanup_command(config: Config, ops: OpsConfig, periodicity: Periodici
     periods = [periodicity] if periodicity else list(Periodicity)
     if config.layout == "adt":
         if build is None:
-            raise BackupFailed("cleanup in the ADT layout needs the BUILD_IDENTIFIER",
-                               "run `streamer cleanup PERIODICITY BUILD_IDENTIFIER`")
+            raise ConfigError("cleanup in the ADT layout needs the BUILD_IDENTIFIER",
+                              "run `streamer cleanup PERIODICITY BUILD_IDENTIFIER`")
         targets = [(adt.adt_config(config, p), [(build, p)]) for p in periods]
     else:
         async with open_clients(config) as clients:

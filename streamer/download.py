@@ -10,7 +10,11 @@ plus the one range the consumer thread is working through, so
     peak ~ (in_flight + 1) x range_size      (default (4 + 1) x 8 MiB = 40 MiB)
 
 with ``in_flight`` lowered so that ``in_flight x range_size`` stays within half
-of ``STREAMER_MEMORY_BUDGET``.  Every ranged GET carries ``If-Match`` with the
+of ``STREAMER_MEMORY_BUDGET`` (shared by the objects read at once: verify
+reads every region).  Each range is read straight into one buffer of its size.
+Measured: restore of a 235 MB archive peaked at 135 MB RSS against 76 MB for a
+tiny one (40 MiB of ranges, the rest the decompressor's window and the tar
+reader's blocks); verify of one region at 121 MB.  Every ranged GET carries ``If-Match`` with the
 ETag read at the start, so an object overwritten mid-restore fails (412)
 instead of splicing two versions.  A failed range is retried on its own
 (``RegionClient.get_range``); the bytes are hashed in order in the consumer
@@ -26,12 +30,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
+import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .errors import IntegrityError
 from .s3 import RegionClient
 
 T = TypeVar("T")
+Chunk = bytes | bytearray
 MiB = 1024 * 1024
 RANGE_SIZE = 8 * MiB
 MAX_IN_FLIGHT = 4
@@ -59,11 +65,11 @@ class ObjectRef:
     etag: str = ""  # pins the version being read (from HEAD)
 
 
-async def fetch_ordered(client: RegionClient, ref: ObjectRef, send: MemoryObjectSendStream[bytes],
+async def fetch_ordered(client: RegionClient, ref: ObjectRef, send: MemoryObjectSendStream[Chunk],
                         range_size: int = RANGE_SIZE, in_flight: int = MAX_IN_FLIGHT) -> None:
     """Fetch ``ref`` in ranges, ``in_flight`` at a time, and send them in order."""
     ranges = plan_ranges(ref.size, range_size)
-    done: dict[int, bytes] = {}
+    done: dict[int, Chunk] = {}
     arrived: dict[int, anyio.Event] = {}
     slots = anyio.Semaphore(in_flight)
 
@@ -93,7 +99,7 @@ async def fetch_ordered(client: RegionClient, ref: ObjectRef, send: MemoryObject
 class HashingReader(io.RawIOBase):
     """The consumer thread's view of the object: its bytes in order, hashed."""
 
-    def __init__(self, receive: Callable[[], bytes | None], ref: ObjectRef, where: str) -> None:
+    def __init__(self, receive: Callable[[], Chunk | None], ref: ObjectRef, where: str) -> None:
         super().__init__()
         self._receive = receive
         self.ref = ref
@@ -165,10 +171,10 @@ async def stream_object(client: RegionClient, ref: ObjectRef, consume: Callable[
     permanent (the database client); it is called again after ``consume``
     returns.  A failure of the download wins over the consumer's complaint
     about a short stream."""
-    send, recv = anyio.create_memory_object_stream[bytes](0)
+    send, recv = anyio.create_memory_object_stream[Chunk](0)
     where = client.label
 
-    def receive() -> bytes | None:
+    def receive() -> Chunk | None:
         try:
             return anyio.from_thread.run(recv.receive)
         except BaseException:  # end of stream, closed, or cancelled: no more bytes
@@ -198,6 +204,8 @@ async def stream_object(client: RegionClient, ref: ObjectRef, consume: Callable[
             except Exception as e:
                 consume_error.append(e)
                 tg.cancel_scope.cancel()
+    # Interrupted? Then the consumer's complaint about a short stream is no news.
+    await anyio.lowlevel.checkpoint_if_cancelled()
     if fetch_error:
         raise fetch_error[0]
     if consume_error:

@@ -33,18 +33,20 @@ import shutil
 import stat
 import tarfile
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, Protocol, cast
 
 import zstandard
 
 from .errors import IntegrityError, StreamerError
 from .safety import Admitted, ArchiveGuard, Kind, Parts
 
-MiB = 1024 * 1024
-COPY_BLOCK = MiB
+# Blocks between decompressor, tar reader and files: 128 KiB.  Larger blocks
+# (1 MiB) come from mmap under the CLI's fixed mmap threshold (cli._tune_malloc)
+# and cost a page fault per 4 KiB on every block: measured 7.4 s against 4.4 s
+# of which 6.2 s system time, extracting a 235 MB archive of 5,025 files.
+BLOCK = 128 * 1024
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FD_CACHE = 128
 TEMP_PREFIX = ".streamer-restore-"
@@ -58,7 +60,7 @@ def decompressed(raw: Readable, compression: str) -> Readable:
     """The uncompressed view of a stored stream."""
     if compression == "zstd":
         reader: Readable = zstandard.ZstdDecompressor().stream_reader(
-            cast(IO[bytes], raw), read_size=MiB, read_across_frames=True)
+            cast(IO[bytes], raw), read_size=BLOCK, read_across_frames=True)
         return reader
     if compression == "gzip":
         return gzip.GzipFile(fileobj=cast(IO[bytes], raw), mode="rb")
@@ -212,7 +214,7 @@ class TreeWriter:
             source = tar.extractfile(ti)
             if source is not None:
                 while True:
-                    block = source.read(COPY_BLOCK)
+                    block = source.read(BLOCK)
                     if not block:
                         break
                     view = memoryview(block)
@@ -236,7 +238,7 @@ def extract_tar(stream: Readable, root: Path, same_owner: bool) -> ExtractStats:
     guard = ArchiveGuard()
     writer = TreeWriter(root, same_owner)
     try:
-        with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", bufsize=MiB) as tar:
+        with tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|", bufsize=BLOCK) as tar:
             for ti in tar:
                 admitted = guard.admit(ti.name, kind_of(ti), ti.linkname)
                 writer.write(admitted, ti, tar)
@@ -350,18 +352,5 @@ def _open_below(root: int, parts: Parts) -> int | None:
     return fd
 
 
-def walk_names(root: Path) -> Iterator[str]:
-    """Relative names below root (for messages and tests)."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        for n in dirnames + filenames:
-            yield os.path.normpath(os.path.join(rel, n))
-
-
 def same_owner_default() -> bool:
     return os.geteuid() == 0
-
-
-def describe_stats(stats: ExtractStats) -> dict[str, Any]:
-    return {"files": stats.files, "directories": stats.dirs, "links": stats.links,
-            "bytes": stats.bytes}

@@ -287,22 +287,34 @@ class RegionClient:
                 return None
             raise
 
-    async def get_range(self, key: str, start: int, end: int, if_match: str | None = None) -> bytes:
+    async def get_range(self, key: str, start: int, end: int,
+                        if_match: str | None = None) -> bytearray:
         """Bytes ``start..end`` (inclusive) of an object, retried as a whole on a
-        transient failure; ``if_match`` pins the object version (412 if it changed)."""
+        transient failure; ``if_match`` pins the object version (412 if it changed).
+
+        The body is read into one buffer of the range's size as it arrives (not
+        collected and then joined, which would hold it twice)."""
         expected = end - start + 1
 
-        async def go() -> bytes:
+        async def go() -> bytearray:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key,
                                       "Range": f"bytes={start}-{end}"}
             if if_match:
                 kwargs["IfMatch"] = if_match
             response = await self._client.get_object(**kwargs)
+            data = bytearray(expected)
+            pos = 0
             async with response["Body"] as stream:
-                data = bytes(await stream.read())
-            if len(data) != expected:
+                while pos < expected:
+                    chunk = await stream.read(min(256 * 1024, expected - pos))
+                    if not chunk:
+                        break
+                    data[pos:pos + len(chunk)] = chunk
+                    pos += len(chunk)
+                extra = await stream.read(1) if pos == expected else b""
+            if pos != expected or extra:
                 raise S3Failure(self.label, "GetObject",
-                                f"short read of {key} bytes {start}-{end}: {len(data)} bytes", True)
+                                f"short read of {key} bytes {start}-{end}: {pos} bytes", True)
             return data
         return await self.call("GetObject", go)
 

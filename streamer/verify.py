@@ -84,7 +84,7 @@ async def verify_run(config: Config, clients: list[RegionClient], runs_of: RunsO
     located = await locate(clients, runs_of, validate_stamp(at), what)
     holding = {c.region.index: r for c, r in located.holders}
     checks: dict[int, RegionCheck] = {}
-    dl = Download.for_config(config)
+    dl = Download.for_config(config, len(clients))
 
     async def one(client: RegionClient) -> None:
         checks[client.region.index] = await check_region(

@@ -144,7 +144,7 @@ async def test_lock_is_exclusive_and_released(clients: list[RegionClient], regio
     assert sorted(first.etags) == [1, 2, 3]
     body = json.loads(regions.get(2, bucket, KEY))
     assert body["pid"] == os.getpid() and body["host"] == socket.gethostname()
-    with pytest.raises(LockHeld, match="holds the backup lock for site/hourly.*until"):
+    with pytest.raises(LockHeld, match=r"holds the backup lock for site/hourly.*until"):
         await new_lock(clients).acquire()
     await first.release()
     assert all(regions.keys(i, bucket) == [] for i in (1, 2, 3))
@@ -225,7 +225,7 @@ async def test_a_majority_is_enough_and_less_is_a_failure(regions: RegionsEnv, b
         await lock.acquire()
         assert sorted(lock.etags) == [1, 2]
         await lock.release()
-        with pytest.raises(BackupFailed, match="cannot take the backup lock.*2 needed"):
+        with pytest.raises(BackupFailed, match=r"cannot take the backup lock.*2 needed"):
             await new_lock(cs[1:]).acquire()  # one of the two regions left answers
 
 

@@ -6,11 +6,12 @@ import json
 import os
 import tarfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from s3util import RegionsEnv, run_streamer
-from test_backup_database import db_env  # noqa: F401  (helpers)
+from test_backup_database import db_env
 from test_database import (  # noqa: F401  (fixtures)
     MySetup,
     PgSetup,
@@ -135,9 +136,10 @@ def test_a_malicious_archive_restores_nothing_and_fails(
     outside.mkdir()
     (outside / "keep").write_text("precious")
     before = tar_member("./a-good-file.txt", b"written first, must not survive")
+    etc_x = f"/etc/x-streamer-test-{uuid.uuid4().hex}"  # as in the issue, but unique
     evil = {
         "dotdot": [tar_member("../escape", b"x"), tar_member("./../../escape2", b"x")],
-        "absolute": [tar_member(str(outside / "abs"), b"x")],
+        "absolute": [tar_member(str(outside / "abs"), b"x"), tar_member(etc_x, b"x")],
         "symlink-write-through": [tar_member("./evil", kind=tarfile.SYMTYPE, linkname=str(outside)),
                                   tar_member("./evil/pwned", b"x")],
     }[attack]
@@ -149,6 +151,7 @@ def test_a_malicious_archive_restores_nothing_and_fails(
     assert "unsafe archive member" in run.stderr and "failed in every region" in run.stderr
     assert "Traceback" not in run.stderr
     assert sorted(p.name for p in outside.iterdir()) == ["keep"]
+    assert not os.path.lexists(etc_x)
     assert not (tmp_path / "escape").exists() and not (tmp_path / "work" / "escape").exists()
     assert not target.exists() or list(target.iterdir()) == []
 

@@ -4,6 +4,7 @@ settings."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -26,8 +27,8 @@ from streamer.download import plan_ranges, ranges_in_flight
 from streamer.errors import ConfigError, IntegrityError
 from streamer.ops import OpsConfig, parse_duration, parse_ops
 from streamer.retention import deletion_order, select_expired
-from streamer.safety import ArchiveGuard, Kind, split_member_name
 from streamer.s3 import ObjectInfo, UploadInfo
+from streamer.safety import ArchiveGuard, Kind, split_member_name
 from streamer.verify import disagreements
 
 MiB = 1024 * 1024
@@ -117,7 +118,7 @@ def test_ranges_cover_the_object_exactly() -> None:
     size = 100 * MiB + 3
     ranges = plan_ranges(size)
     assert ranges[0][0] == 0 and ranges[-1][1] == size - 1
-    assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(ranges))
     with pytest.raises(ValueError):
         plan_ranges(10, 0)
 
@@ -206,7 +207,7 @@ def test_retention_keeps_the_newest_committed_runs() -> None:
     expired = select_expired(runs, 2)
     assert [r.stamp for r in expired] == [f"2024010{d}T000000Z" for d in (4, 3, 2, 1)]
     assert select_expired(runs, 0) == select_expired(runs, 1)  # the newest always stays
-    assert [r.stamp for r in select_expired(runs, 1)][0] == "20240105T000000Z"
+    assert next(r.stamp for r in select_expired(runs, 1)) == "20240105T000000Z"
     assert select_expired(runs, 10) == []
     assert select_expired([run("20240101T000000Z", False)], 1) == []  # in progress: never
 
