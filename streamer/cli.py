@@ -58,7 +58,12 @@ Environment (flag > environment > config file > default):
   STREAMER_COMPRESSION          zstd (default), gzip, none; STREAMER_COMPRESSION_LEVEL
   STREAMER_QUORUM     regions that must commit, default all
   STREAMER_STALL_TIMEOUT        seconds without progress before a region is dropped (300)
-  STREAMER_CHECKSUM   sha256 (default), md5, crc32
+  STREAMER_CHECKSUM   md5 (default: Content-MD5), sha256 (signed payload), crc32
+  STREAMER_COMPRESSION_THREADS  zstd worker threads (0: in the producer thread)
+  STREAMER_PARTS_IN_FLIGHT, STREAMER_PART_RETRIES, STREAMER_REQUEST_TIMEOUT   per region (4, 5, 120)
+  STREAMER_MIN_TABLES fewest tables the database must hold (1)
+  STREAMER_PROGRESS_INTERVAL    seconds between progress lines off a terminal (5)
+  STREAMER_METRICS_FILE, STREAMER_ON_SUCCESS, STREAMER_ON_FAILURE, STREAMER_HOOK_TIMEOUT
   STREAMER_KEEP_HOURLY ... STREAMER_KEEP_MANUAL   backups kept per periodicity
   STREAMER_LOCK_LEASE backup lock lease (15m), renewed every lease/3
   STREAMER_CLEANUP_HORIZON      age of abandoned leftovers cleanup removes (24h)
@@ -180,7 +185,7 @@ def main_callback(debug: DebugOpt = False) -> None:
     STATE["debug"] = debug
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(epilog=ENV_HELP + "\n\n" + EXIT_CODES_HELP)
 def backup(
     periodicity: Annotated[str, typer.Argument(help="HOURLY, DAILY, WEEKLY, MONTHLY, BIMONTHLY, "
                                                "SHUTDOWN or MANUAL")],
@@ -257,7 +262,7 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-@config_app.command("check", epilog="Exit codes: 0 every check passed, 2 any problem.")
+@config_app.command("check", epilog=ENV_HELP + "\n\nExit codes: 0 every check passed, 2 any problem.")
 def config_check(
     config: ConfigOpt = None,
     create_buckets: Annotated[bool, typer.Option("--create-buckets",
@@ -304,7 +309,7 @@ def _optional_scope(periodicity: str | None, build_identifier: str | None
     return p, b
 
 
-@app.command(epilog=RESTORE_HELP)
+@app.command(epilog=ENV_HELP + "\n\n" + RESTORE_HELP)
 def restore(
     periodicity: PeriodicityArg,
     build_identifier: BuildArg,
@@ -340,7 +345,7 @@ def restore(
     guarded(go)
 
 
-@app.command(epilog=VERIFY_HELP)
+@app.command(epilog=ENV_HELP + "\n\n" + VERIFY_HELP)
 def verify(
     periodicity: PeriodicityArg,
     build_identifier: BuildArg,
@@ -363,7 +368,7 @@ def verify(
     guarded(go)
 
 
-@app.command("list", epilog=MAINTENANCE_HELP)
+@app.command("list", epilog=ENV_HELP + "\n\n" + MAINTENANCE_HELP)
 def list_(
     periodicity: OptPeriodicityArg = None,
     build_identifier: OptBuildArg = None,
@@ -385,7 +390,7 @@ def list_(
     guarded(go)
 
 
-@app.command(epilog=MAINTENANCE_HELP)
+@app.command(epilog=ENV_HELP + "\n\n" + MAINTENANCE_HELP)
 def prune(
     periodicity: OptPeriodicityArg = None,
     build_identifier: OptBuildArg = None,
@@ -405,7 +410,7 @@ def prune(
     guarded(go)
 
 
-@app.command(epilog=MAINTENANCE_HELP)
+@app.command(epilog=ENV_HELP + "\n\n" + MAINTENANCE_HELP)
 def cleanup(
     periodicity: OptPeriodicityArg = None,
     build_identifier: OptBuildArg = None,
