@@ -1,12 +1,11 @@
 """The chunk producer: compressed bytes cut into parts, each hashed once.
 
-``ChunkFiller.fill`` runs in a worker thread (every call in it -- ``os.read``,
-zstd, hashlib -- releases the GIL).  It reads the source's stdout, compresses,
-and writes straight into a preallocated part buffer, so a part's bytes are
-copied exactly once from the compressor.  The whole stream's SHA-256 (for the
-manifest) is updated as the bytes pass; each part's own digest (the signed
-payload hash of SigV4, or its Content-MD5) is computed once by ``Part.seal``
-and reused by every region and every retry.
+``ChunkFiller.fill`` runs in a worker thread (every call in it -- the pipe
+read, zstd, hashlib -- releases the GIL).  zstd compresses the source's stdout
+straight into a (pooled) part buffer: no copy between compressor and part.
+The whole stream's SHA-256 (for the manifest) is taken over each filled part;
+each part's own digest (its Content-MD5, or the signed SigV4 payload hash) is
+computed once by ``Part.seal`` and reused by every region and every retry.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@
         -> one memory-object stream per live region -> region worker:
            one multipart upload, ``parts_in_flight`` parts at a time, retries
 
-A ``Part`` is held once; every region sends the same buffer and the last
-region to acknowledge it (or to be dropped) frees it and returns its bytes to
-the ``ByteBudget``, on which the producer waits before filling the next one.
+A ``Part`` is held once; every region sends the same buffer.  When the last
+region has acknowledged it (or was dropped) the buffer goes back to the
+``BufferPool`` for a later part; the producer waits on the pool and the
+``ByteBudget`` before it fills the next one: that is the backpressure.
 A region that fails a part too often, or makes no progress for the stall
 timeout, is dropped: its uploads are aborted (under a shielded cancel scope)
 and the others go on.  When fewer regions than the quorum remain, the whole
@@ -168,6 +169,8 @@ class Fanout:
                 pass_fds=(list_w,) if source.listing else (),
             )
         except OSError as e:
+            if list_r >= 0:
+                os.close(list_r)
             raise SourceError(f"{art.name}: cannot start {argv[0]}: {e.strerror}",
                               "check that it is installed and on PATH") from None
         finally:
