@@ -215,7 +215,9 @@ def backup(
     from .summary import summarize, summarize_failure
 
     started = time.monotonic()
-    report = ReportConfig(json=json_out, quiet=quiet or json_out)
+    # What the flags alone say, for failures before the settings are parsed.
+    report = ReportConfig(json=json_out, quiet=quiet or json_out, metrics_file=metrics_file,
+                          on_success=on_success or "", on_failure=on_failure or "")
     secrets: list[str] = []
 
     def go() -> int:
