@@ -466,5 +466,7 @@ async def open_region(region: Region, bucket: str, checksum: ChecksumMode,
         aws_access_key_id=str(region.access_key),
         aws_secret_access_key=str(region.secret_key),
         config=client_config(checksum, request_timeout, pool),
+        # Plain http has no certificate to check: skip loading the CA bundle.
+        verify=False if region.endpoint.startswith("http://") else None,
     ) as client:
         yield RegionClient(region, bucket, client, checksum, request_timeout, policy)
