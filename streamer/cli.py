@@ -142,12 +142,24 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
             tg.start_soon(watch)
             tg.start_soon(work)
         if errors:
-            raise errors[0]
+            raise _user_error(errors[0])
         if interrupted or not result:
             raise KeyboardInterrupt
         return result[0]
 
     return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+
+
+def _user_error(error: BaseException) -> BaseException:
+    """The StreamerError inside a task group's ExceptionGroup, if there is one."""
+    if isinstance(error, BaseExceptionGroup):
+        match, _ = error.split(StreamerError)
+        leaf: BaseException | None = match
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        if leaf is not None:
+            return leaf
+    return error
 
 
 def guarded(fn: Callable[[], int],
