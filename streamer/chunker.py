@@ -15,7 +15,7 @@ import hashlib
 import io
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any, Protocol, cast
 
 import zstandard
@@ -26,44 +26,71 @@ from .config import ChecksumMode, Compression
 READ_SIZE = 1024 * 1024
 
 
+class PartReleased(Exception):
+    """A holder asked for the bytes of a part it no longer holds (a bug)."""
+
+
+PRODUCER = 0  # the holder that seals and queues a part; regions count from 1
+
+
 class Part:
     """One part of one artifact, held once and shared by every region.
 
-    ``pending`` is the set of region indices that still need it.  When it
-    empties, the part lets go of its buffer and hands it to ``on_done`` for
-    reuse -- or None if something else still holds it."""
+    Who holds a part is decided when it is created: the producer (until the
+    part is sealed and queued) and every region live at that moment.  Each
+    holder lets go exactly once, with ``release``: a region after its upload of
+    the part is acknowledged, or when it is dropped and no longer sending it;
+    the producer once the part is sealed and queued.  Only when the last
+    holder lets go is the buffer handed to ``on_free`` for reuse -- or None if
+    something else (a request still writing it) still references it.  After
+    that the part has no bytes at all: ``body_for`` raises, so a freed buffer
+    (refilled with a later part) can never be hashed or sent under this
+    part's number.  The part's digests are computed into its own buffer by
+    ``seal``; no shared placeholder ever carries one."""
 
-    def __init__(self, number: int, body: PartBody,
-                 on_done: Callable[[Part, PartBody | None], None]) -> None:
+    def __init__(self, number: int, body: PartBody, holders: Iterable[int],
+                 on_free: Callable[[Part, PartBody | None], None]) -> None:
         self.number = number
-        self.body = body
         self.size = len(body)
-        self.pending: set[int] = set()
-        self._on_done = on_done
-        self.freed = False
+        self.holders: set[int] = {PRODUCER, *holders}
+        self._body: PartBody | None = body
+        self._on_free = on_free
 
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def freed(self) -> bool:
+        return self._body is None
+
+    def holds(self, holder: int) -> bool:
+        return holder in self.holders
+
+    def body_for(self, holder: int) -> PartBody:
+        """The bytes, for a holder that has not let go yet."""
+        if holder not in self.holders or self._body is None:
+            raise PartReleased(f"part {self.number} is no longer held by {holder}")
+        return self._body
+
     def seal(self, checksum: ChecksumMode) -> None:
-        """Compute the part's digest once (in a worker thread)."""
+        """Compute the part's digest once (in a worker thread, by the producer)."""
+        body = self.body_for(PRODUCER)
         if checksum == "sha256":
-            self.body.sha256_hex = hashlib.sha256(self.body).hexdigest()
+            body.sha256_hex = hashlib.sha256(body).hexdigest()
         elif checksum == "md5":
-            self.body.md5_b64 = base64.b64encode(hashlib.md5(self.body).digest()).decode()
+            body.md5_b64 = base64.b64encode(hashlib.md5(body).digest()).decode()
 
-    def done(self, region: int) -> None:
-        """Region ``region`` has this part acknowledged (or was dropped)."""
-        self.pending.discard(region)
-        if not self.pending and not self.freed:
-            self.freed = True
-            body, self.body = self.body, _EMPTY
-            # Only this variable and getrefcount's argument: no request,
-            # payload or memoryview still holds the bytes, so they may be reused.
-            self._on_done(self, body if sys.getrefcount(body) <= 2 else None)
-
-
-_EMPTY = PartBody()
+    def release(self, holder: int) -> None:
+        """``holder`` is done with this part (idempotent)."""
+        if holder not in self.holders:
+            return
+        self.holders.discard(holder)
+        if self.holders or self._body is None:
+            return
+        body, self._body = self._body, None
+        # Only this variable and getrefcount's argument: no request,
+        # payload or memoryview still holds the bytes, so they may be reused.
+        self._on_free(self, body if sys.getrefcount(body) <= 2 else None)
 
 
 class Reader(Protocol):

@@ -29,7 +29,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .budget import ByteBudget
 from .buffers import BufferPool, PartBody
-from .chunker import ChunkFiller, Part
+from .chunker import PRODUCER, ChunkFiller, Part
 from .config import Config
 from .errors import RegionError, SourceError
 from .multipart import Decision, UploadState
@@ -51,6 +51,7 @@ class RegionRun:
     in_flight: int = 0
     last_progress: float = field(default_factory=time.monotonic)
     scopes: set[anyio.CancelScope] = field(default_factory=set)
+    sending: set[Part] = field(default_factory=set)  # parts this region is sending or retrying
 
     @property
     def index(self) -> int:
@@ -111,8 +112,11 @@ class Fanout:
             return
         region.alive = False
         region.failure = reason
+        # Parts this region is still sending are released by their sender when
+        # it stops (it is cancelled below); every other claim goes now.
         for part in list(self.held):
-            part.done(region.index)
+            if part not in region.sending:
+                part.release(region.index)
         for scope in list(region.scopes):
             scope.cancel()
         if len(self.live) < self.config.effective_quorum:
@@ -219,7 +223,8 @@ class Fanout:
                             self.pool.give_back(body, size)
                             break  # the stream ended exactly at a part boundary
                         del body[n:]  # the last part: never pooled again
-                    part = Part(number, body, self._done)
+                    part = Part(number, body, (r.index for r in self.live if r.index in senders),
+                                self._done)
                     del body
                     self.held.add(part)
                     art.parts = number
@@ -261,22 +266,27 @@ class Fanout:
 
     async def _seal_and_send(self, art: ArtifactRun, part: Part,
                              senders: dict[int, MemoryObjectSendStream[Part]]) -> None:
-        await anyio.to_thread.run_sync(part.seal, self.config.checksum, limiter=self.sealing)
-        live = [r for r in self.live if r.index in senders]
-        part.pending = {r.index for r in live}
-        if not live:
-            part.done(-1)
-            return
-        now = time.monotonic()
-        for region in live:
-            art.states[region.index].part_queued(part.number, len(part))
-            if region.outstanding == 0:
-                region.last_progress = now  # idle time waiting for the producer is no stall
-            region.outstanding += 1
-            try:
-                senders[region.index].send_nowait(part)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                part.done(region.index)  # the worker is gone: it is being dropped
+        """Seal the part, queue it to every region that still holds it, and let go.
+
+        A region dropped while the part waited for the sealing thread has
+        already released it (``region_failed``), so it is not queued there; the
+        producer's own claim keeps the buffer until this returns."""
+        try:
+            await anyio.to_thread.run_sync(part.seal, self.config.checksum, limiter=self.sealing)
+            now = time.monotonic()
+            for region in self.live:
+                if not part.holds(region.index):
+                    continue
+                art.states[region.index].part_queued(part.number, len(part))
+                if region.outstanding == 0:
+                    region.last_progress = now  # idle time waiting for the producer is no stall
+                region.outstanding += 1
+                try:
+                    senders[region.index].send_nowait(part)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    part.release(region.index)  # the worker is gone: it is being dropped
+        finally:
+            part.release(PRODUCER)
 
     # ---------------------------------------------------------------- regions
 
@@ -306,14 +316,15 @@ class Fanout:
 
     async def _send_part(self, region: RegionRun, art: ArtifactRun, state: UploadState,
                          part: Part, slots: anyio.Semaphore) -> None:
+        region.sending.add(part)
         try:
             assert state.upload_id is not None
-            while True:
+            while region.alive:
                 state.part_started(part.number)
                 region.in_flight += 1
                 try:
-                    etag = await region.client.upload_part(art.key, state.upload_id,
-                                                           part.number, part.body)
+                    etag = await region.client.upload_part(art.key, state.upload_id, part.number,
+                                                           part.body_for(region.index))
                 except S3Failure as f:
                     if f.status in (403, 404):
                         raise RegionError(str(f)) from None
@@ -327,9 +338,10 @@ class Fanout:
                 state.part_acked(part.number, etag)
                 region.outstanding -= 1
                 region.last_progress = time.monotonic()
-                part.done(region.index)
                 return
         finally:
+            region.sending.discard(part)
+            part.release(region.index)
             slots.release()
 
 

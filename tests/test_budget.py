@@ -7,7 +7,7 @@ import pytest
 
 from streamer.budget import ByteBudget
 from streamer.buffers import BufferPool, PartBody
-from streamer.chunker import Part
+from streamer.chunker import PRODUCER, Part
 
 pytestmark = pytest.mark.anyio
 
@@ -56,21 +56,21 @@ async def test_a_part_still_referenced_is_not_reused() -> None:
     pool = BufferPool(budget)
     returned: list[PartBody | None] = []
     body = await pool.take(40)
-    part = Part(1, body, lambda p, b: returned.append(b))
+    part = Part(1, body, {1}, lambda p, b: returned.append(b))
     view = memoryview(body)  # e.g. a request still sending it
     del body
-    part.pending = {1}
-    part.done(1)
+    part.release(PRODUCER)
+    part.release(1)
     assert returned == [None]  # not handed back for reuse
     assert budget.used == 40  # still alive through the view
     view.release()
     del view
     assert budget.used == 0  # freed for real: the finalizer returned it
     body = await pool.take(40)
-    part = Part(2, body, lambda p, b: returned.append(b))
+    part = Part(2, body, {1}, lambda p, b: returned.append(b))
     del body
-    part.pending = {1}
-    part.done(1)
+    part.release(PRODUCER)
+    part.release(1)
     assert isinstance(returned[-1], PartBody)  # unshared: offered for reuse
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import threading
 import zlib
 
+import pytest
 import zstandard
 
 from streamer.buffers import PartBody
-from streamer.chunker import ChunkFiller, Part
+from streamer.chunker import PRODUCER, ChunkFiller, Part, PartReleased
 from streamer.s3 import PrecomputedPayloadAuth
 
 
@@ -63,24 +65,45 @@ def test_empty_stream_yields_one_empty_part() -> None:
     assert parts == [b""]
 
 
-def test_part_hands_its_buffer_over_once_when_the_last_region_is_done() -> None:
+def test_part_hands_its_buffer_over_once_when_the_last_holder_lets_go() -> None:
     done: list[tuple[Part, PartBody | None]] = []
     body = PartBody(b"x" * 10)
-    part = Part(1, body, lambda p, b: done.append((p, b)))
-    part.pending = {1, 2, 3}
-    part.done(2)
-    part.done(2)
-    part.done(1)
-    assert not done
-    part.done(3)
-    part.done(3)
+    part = Part(1, body, {1, 2, 3}, lambda p, b: done.append((p, b)))
+    part.release(2)
+    part.release(2)
+    part.release(1)
+    part.release(3)
+    assert not done  # the producer has not sealed and queued it yet
+    assert part.body_for(PRODUCER) is body
+    with pytest.raises(PartReleased):
+        part.body_for(2)  # a region that let go cannot send it any more
+    part.release(PRODUCER)
+    part.release(PRODUCER)
     assert done == [(part, None)]  # the test still holds `body`: not reusable
-    assert len(part) == 10 and len(part.body) == 0
+    assert len(part) == 10 and part.freed
+    with pytest.raises(PartReleased):
+        part.body_for(PRODUCER)  # no bytes at all once freed: no placeholder to hash or send
+
+
+def test_a_region_dropped_before_sealing_cannot_free_the_part() -> None:
+    """The defect of issue #10: a part waiting for the sealing thread had no
+    holders yet, so dropping a region freed it and its buffer was refilled."""
+    freed: list[int] = []
+    part = Part(7, PartBody(b"y" * 10), {1, 2, 3}, lambda p, b: freed.append(p.number))
+    part.release(2)  # region 2 dropped while the part waits to be sealed
+    assert not freed
+    part.seal("md5")
+    assert part.body_for(1).md5_b64 == base64.b64encode(hashlib.md5(b"y" * 10).digest()).decode()
+    part.release(PRODUCER)
+    part.release(1)
+    assert not freed
+    part.release(3)
+    assert freed == [7]
 
 
 def test_part_digest_is_computed_once_and_used_by_the_signer() -> None:
     body = PartBody(b"abc" * 1000)
-    part = Part(1, body, lambda p, b: None)
+    part = Part(1, body, (), lambda p, b: None)
     part.seal("sha256")
     assert body.sha256_hex == hashlib.sha256(body).hexdigest()
 

@@ -11,7 +11,7 @@ import pytest
 from s3util import RegionsEnv
 
 from streamer.buffers import PartBody
-from streamer.chunker import Part
+from streamer.chunker import PRODUCER, Part
 from streamer.config import Region, Secret
 from streamer.multipart import RetryPolicy
 from streamer.s3 import RegionClient, S3Failure, open_region
@@ -31,9 +31,9 @@ async def sink(regions: RegionsEnv, bucket: str) -> AsyncIterator[RegionClient]:
 
 
 def sealed(data: bytes, checksum: str = "md5") -> PartBody:
-    part = Part(1, PartBody(data), lambda p, b: None)
+    part = Part(1, PartBody(data), (), lambda p, b: None)
     part.seal(checksum)  # type: ignore[arg-type]
-    return part.body
+    return part.body_for(PRODUCER)
 
 
 async def test_multipart_round_trip(sink: RegionClient) -> None:
