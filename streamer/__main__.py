@@ -1,3 +1,3 @@
-from .cli import main
+from streamer.cli import main
 
 main()

@@ -19,8 +19,9 @@ from typing import Annotated, Any, TypeVar
 import anyio
 import typer
 
-from . import __version__
-from .config import (
+from streamer import __version__
+from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
+from streamer.settings.config import (
     Config,
     Periodicity,
     load_file,
@@ -28,8 +29,7 @@ from .config import (
     parse_build_identifier,
     parse_config,
 )
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
-from .ops import parse_ops
+from streamer.settings.ops import parse_ops
 
 T = TypeVar("T")
 
@@ -223,8 +223,8 @@ def backup(
 ) -> None:
     """Back up the webroot and the database to every region, then apply retention."""
     STATE["debug"] = STATE["debug"] or debug
-    from .reporting import ReportConfig, finish, parse_reporting
-    from .summary import summarize, summarize_failure
+    from streamer.report.reporting import ReportConfig, finish, parse_reporting
+    from streamer.report.summary import summarize, summarize_failure
 
     started = time.monotonic()
     # What the flags alone say, for failures before the settings are parsed.
@@ -234,7 +234,7 @@ def backup(
 
     def go() -> int:
         nonlocal report
-        from .run import backup_command
+        from streamer.commands.backup import backup_command
 
         settings = load_settings(config, {
             "STREAMER_QUORUM": None if quorum is None else str(quorum),
@@ -286,7 +286,7 @@ def config_check(
     """Print the effective configuration (secrets masked) and probe every region and the database."""
 
     def go() -> int:
-        from .run import config_check_command
+        from streamer.commands.backup import config_check_command
 
         cfg = load_config(config, {})
         return run_async(lambda: config_check_command(cfg, create_buckets, json_out))
@@ -346,8 +346,8 @@ def restore(
     STATE["debug"] = STATE["debug"] or debug
 
     def go() -> int:
-        from .commands import restore_command
-        from .restore import RestoreRequest
+        from streamer.commands.maintenance import restore_command
+        from streamer.readback.restore import RestoreRequest
 
         p = Periodicity.parse(periodicity)
         build = parse_build_identifier(build_identifier)
@@ -372,7 +372,7 @@ def verify(
     STATE["debug"] = STATE["debug"] or debug
 
     def go() -> int:
-        from .commands import verify_command
+        from streamer.commands.maintenance import verify_command
 
         p = Periodicity.parse(periodicity)
         build = parse_build_identifier(build_identifier)
@@ -395,7 +395,7 @@ def list_(
     STATE["debug"] = STATE["debug"] or debug
 
     def go() -> int:
-        from .commands import list_command
+        from streamer.commands.maintenance import list_command
 
         p, b = _optional_scope(periodicity, build_identifier)
         cfg = load_config(config, {"STREAMER_LAYOUT": layout})
@@ -415,7 +415,7 @@ def prune(
     STATE["debug"] = STATE["debug"] or debug
 
     def go() -> int:
-        from .commands import prune_command
+        from streamer.commands.maintenance import prune_command
 
         p, b = _optional_scope(periodicity, build_identifier)
         cfg = load_config(config, {})
@@ -439,7 +439,7 @@ def cleanup(
     STATE["debug"] = STATE["debug"] or debug
 
     def go() -> int:
-        from .commands import cleanup_command
+        from streamer.commands.maintenance import cleanup_command
 
         p, b = _optional_scope(periodicity, build_identifier)
         settings = load_settings(config, {"STREAMER_LAYOUT": layout,

@@ -1,0 +1,107 @@
+"""``streamer config check``: the effective config and a probe of every region and the database.
+
+Each probe yields ``Finding``s; any finding that is not ok makes the command
+exit 2.  Nothing is uploaded; with ``create_buckets`` a missing bucket is
+created, as the first backup would.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+
+from streamer.errors import PreflightError
+from streamer.settings.config import Config
+from streamer.store.s3 import RegionClient, S3Failure
+
+MAX_SKEW = 300.0  # seconds; SigV4 rejects requests beyond 15 minutes
+
+
+@dataclass(frozen=True)
+class Finding:
+    subject: str  # "region 1 (host)" or "database"
+    check: str
+    ok: bool
+    detail: str
+
+
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
+                     "InvalidToken", "AuthorizationHeaderMalformed"}
+
+
+async def probe_region(client: RegionClient, create_buckets: bool) -> list[Finding]:
+    who = client.label
+    out: list[Finding] = []
+    try:
+        response = await client.call("ListBuckets", lambda: client._client.list_buckets(),
+                                     attempts=2)
+    except S3Failure as f:
+        if f.transient or not f.status:
+            return [Finding(who, "reachable", False, f"{f.detail} (check S3_HOST_BASE)")]
+        out.append(Finding(who, "reachable", True, f"HTTP {f.status}"))
+        if f.code in _CREDENTIAL_CODES or f.status == 403:
+            out.append(Finding(who, "credentials", False,
+                               f"{f.code or f.status}: check S3_ACCESS_KEY / S3_SECRET_KEY "
+                               f"for region {client.region.index}"))
+            return out
+        out.append(Finding(who, "credentials", False, f.detail))
+        return out
+    out.append(Finding(who, "reachable", True, client.region.endpoint))
+    out.append(Finding(who, "credentials", True, "accepted"))
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    if date:
+        server = email.utils.parsedate_to_datetime(date)
+        skew = (server - datetime.now(UTC)).total_seconds()
+        out.append(Finding(who, "clock skew", abs(skew) <= MAX_SKEW,
+                           f"{skew:+.0f} s" + ("" if abs(skew) <= MAX_SKEW else
+                                               " (fix the host's clock: NTP)")))
+    names = {b.get("Name") for b in response.get("Buckets", []) or []}
+    if client.bucket in names:
+        out.append(Finding(who, "bucket", True, f"{client.bucket} present"))
+    elif create_buckets:
+        try:
+            await client.ensure_bucket()
+            out.append(Finding(who, "bucket", True, f"{client.bucket} created"))
+        except S3Failure as f:
+            out.append(Finding(who, "bucket", False, f"cannot create {client.bucket}: {f.detail}"))
+    else:
+        out.append(Finding(who, "bucket", False,
+                           f"{client.bucket} missing (the first backup creates it; "
+                           "or run `streamer config check --create-buckets`)"))
+    return out
+
+
+async def probe_database(config: Config) -> list[Finding]:
+    if config.database.engine == "none":
+        return [Finding("database", "configured", True, "DATABASE_INSTALLATION_TYPE=None")]
+    from streamer.db.dump import prepare_dump
+
+    try:
+        async with prepare_dump(config.database) as dump:
+            info = dump.info
+            return [Finding("database", "reachable", True,
+                            f"{info.engine} {info.server_version}, database {info.database}"),
+                    Finding("database", "tables", True,
+                            f"{len(info.tables)} tables, {sum(info.tables.values())} rows")]
+    except PreflightError as e:
+        return [Finding("database", "preflight", False, str(e))]
+
+
+async def run_checks(config: Config, clients: list[RegionClient],
+                     create_buckets: bool = False) -> list[Finding]:
+    results: dict[int, list[Finding]] = {}
+
+    async def one(i: int, client: RegionClient) -> None:
+        results[i] = await probe_region(client, create_buckets)
+
+    async def db() -> None:
+        results[len(clients)] = await probe_database(config)
+
+    async with anyio.create_task_group() as tg:
+        for i, client in enumerate(clients):
+            tg.start_soon(one, i, client)
+        tg.start_soon(db)
+    return [f for i in sorted(results) for f in results[i]]

@@ -1,0 +1,421 @@
+"""The backup lock (DESIGN.md section 4): one host per build and periodicity at a time.
+
+ADT runs the backup cron job on every webserver, so several hosts start the same
+backup at the same minute.  The lock is an object (``layout.lock_key``) holding
+a JSON ``Holder`` and lives in **every** region; a run holds the lock when it
+holds the object in a **majority** of the configured regions (n // 2 + 1):
+
+* two runs cannot both hold a majority, so at most one runs, whichever regions
+  each of them can reach (a lock in "the first region that answers" would let
+  two hosts that see different first regions both run);
+* a run that cannot reach a majority does not back up (exit 1): with three
+  regions, one may be down.
+
+Per region the object is created with ``If-None-Match: *`` (412 if it exists).
+An existing lock is taken over only when it is *stale* -- its lease expired, or
+its holder ran on this very machine (same host name and boot id) and that
+process is gone -- by a conditional overwrite with ``If-Match`` on the ETag
+that was read, so of two takers exactly one wins.  The lease (default 15 min)
+is renewed every lease/3 with ``If-Match``; a run that can no longer show a
+majority of unexpired, renewed copies has lost the lock and cancels itself
+(its uploads are aborted, nothing is committed).  On exit the copies are
+deleted with ``If-Match``, so a lock taken over meanwhile is left alone.  If
+the runs split the regions so that neither has a majority, both give their
+copies back and retry after a random delay.
+
+Staleness compares the holder's ``expires`` (written with the holder's clock)
+with ours: the lease must be much longer than the clock skew between hosts.
+
+``judge``, ``tally``, ``still_held`` and ``Holder`` are pure; ``BackupLock``
+does the I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import anyio
+
+from streamer.errors import BackupFailed, LockHeld
+from streamer.store.s3 import RegionClient, S3Failure
+
+LOCK_ATTEMPTS = 2  # per request: the lock must not wait long on a dead region
+CLAIM_TIMEOUT = 30.0  # seconds for one region's whole claim
+SPLIT_RETRIES = 3  # rounds when neither contender reached a majority
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The lock object's body: who holds the lock, and until when."""
+
+    token: str  # unique per run: tells our own lock from another's
+    host: str
+    pid: int
+    boot_id: str  # /proc/sys/kernel/random/boot_id: same host name *and* same boot
+    pid_start: int  # the process's start time in clock ticks since boot (pid reuse)
+    run: str  # the run's stamp
+    acquired: datetime
+    expires: datetime
+
+    def encode(self) -> bytes:
+        return json.dumps({
+            "token": self.token, "host": self.host, "pid": self.pid, "boot_id": self.boot_id,
+            "pid_start": self.pid_start, "run": self.run,
+            "acquired": _iso(self.acquired), "expires": _iso(self.expires),
+        }, sort_keys=True).encode()
+
+    @staticmethod
+    def decode(data: bytes) -> Holder | None:
+        """The holder, or None if the body is not a lock we can read."""
+        try:
+            v = json.loads(data)
+            return Holder(str(v["token"]), str(v["host"]), int(v["pid"]), str(v.get("boot_id", "")),
+                          int(v.get("pid_start", 0)), str(v.get("run", "")),
+                          _parse_time(v["acquired"]), _parse_time(v["expires"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def describe(self) -> str:
+        return (f"{self.host} pid {self.pid} (run {self.run or '?'}) until "
+                f"{self.expires.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
+
+
+def _parse_time(text: object) -> datetime:
+    when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class LocalHost:
+    """This machine, for telling whether a holder on it has died."""
+
+    host: str
+    boot_id: str
+    alive: Callable[[int, int], bool]  # (pid, pid_start) -> is that process running
+
+    def same_machine(self, holder: Holder) -> bool:
+        return bool(self.boot_id) and holder.host == self.host and holder.boot_id == self.boot_id
+
+
+class Verdict(Enum):
+    HELD = "held"  # a live lease: keep off
+    STALE = "stale"  # may be taken over
+
+
+def judge(holder: Holder | None, now: datetime, here: LocalHost) -> Verdict:
+    """Whether an existing lock may be taken over (pure, given ``here.alive``)."""
+    if holder is None:
+        return Verdict.STALE  # not a lock anyone can renew
+    if holder.expires <= now:
+        return Verdict.STALE
+    if here.same_machine(holder) and not here.alive(holder.pid, holder.pid_start):
+        return Verdict.STALE  # its process died on this machine: it will never renew
+    return Verdict.HELD
+
+
+def majority(regions: int) -> int:
+    return regions // 2 + 1
+
+
+class ClaimState(Enum):
+    ACQUIRED = "acquired"
+    HELD = "held"  # held by another run
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming the lock in one region."""
+
+    index: int
+    state: ClaimState
+    etag: str = ""
+    holder: Holder | None = None  # the other holder (HELD) or the stale one taken over
+    error: str = ""
+
+
+class Outcome(Enum):
+    ACQUIRED = "acquired"  # a majority is ours
+    HELD = "held"  # another run holds copies: skip (exit 4)
+    SPLIT = "split"  # nobody has a majority, but we hold some: give back, retry
+    UNREACHABLE = "unreachable"  # too few regions answered (exit 1)
+
+
+def tally(claims: Sequence[Claim], regions: int) -> Outcome:
+    """What the claims of one round add up to (pure)."""
+    ours = sum(1 for c in claims if c.state is ClaimState.ACQUIRED)
+    held = sum(1 for c in claims if c.state is ClaimState.HELD)
+    need = majority(regions)
+    if ours >= need:
+        return Outcome.ACQUIRED
+    if held >= need or (held and not ours):
+        return Outcome.HELD
+    if held and ours:
+        return Outcome.SPLIT
+    return Outcome.UNREACHABLE
+
+
+def still_held(confirmed_until: Mapping[int, datetime], now: datetime, regions: int) -> bool:
+    """Whether unexpired copies of our lock remain in a majority of regions (pure)."""
+    return sum(1 for until in confirmed_until.values() if until > now) >= majority(regions)
+
+
+# ---------------------------------------------------------------- this machine
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> int:
+    """A process's start time (clock ticks since boot), 0 if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def _alive(pid: int, start: int) -> bool:
+    now_start = process_start(pid)
+    if now_start == 0:
+        return False
+    return start == 0 or now_start == start
+
+
+def local_host() -> LocalHost:
+    return LocalHost(socket.gethostname(), _boot_id(), _alive)
+
+
+def new_holder(run: str, lease: float, now: datetime | None = None) -> Holder:
+    now = now or utcnow()
+    pid = os.getpid()
+    return Holder(uuid.uuid4().hex, socket.gethostname(), pid, _boot_id(), process_start(pid), run,
+                  now, now + timedelta(seconds=lease))
+
+
+# ---------------------------------------------------------------- the lock
+
+
+@dataclass(eq=False)
+class BackupLock:
+    """Our lock on one build and periodicity, across every region."""
+
+    clients: list[RegionClient]
+    key: str
+    what: str  # "site-1/hourly", for messages
+    lease: float
+    holder: Holder
+    here: LocalHost = field(default_factory=local_host)
+    etags: dict[int, str] = field(default_factory=dict)  # region index -> our copy's ETag
+    confirmed_until: dict[int, datetime] = field(default_factory=dict)
+    taken_over: list[Holder] = field(default_factory=list)
+    lost: str | None = None
+
+    @property
+    def by_index(self) -> dict[int, RegionClient]:
+        return {c.region.index: c for c in self.clients}
+
+    # ------------------------------------------------------------ acquire
+
+    async def acquire(self) -> None:
+        """Hold a majority of the regions' lock objects, or raise LockHeld / BackupFailed."""
+        for round_ in range(SPLIT_RETRIES + 1):
+            self.holder = replace(self.holder, expires=utcnow() + timedelta(seconds=self.lease))
+            claims = await self._claim_all()
+            outcome = tally(claims, len(self.clients))
+            if outcome is Outcome.ACQUIRED:
+                for c in claims:
+                    if c.state is ClaimState.ACQUIRED:
+                        self.etags[c.index] = c.etag
+                        self.confirmed_until[c.index] = self.holder.expires
+                        if c.holder is not None:
+                            self.taken_over.append(c.holder)
+                return
+            mine = [c for c in claims if c.state is ClaimState.ACQUIRED]
+            await self._give_back(mine)
+            if outcome is Outcome.SPLIT and round_ < SPLIT_RETRIES:
+                await anyio.sleep(random.uniform(0.2, 1.5))
+                continue
+            others = [c.holder for c in claims if c.state is ClaimState.HELD and c.holder]
+            if others:
+                holder = max(others, key=lambda h: h.expires)
+                who = ("another streamer process on this host" if holder.host == self.here.host
+                       else "another host")
+                raise LockHeld(f"{who} holds the backup lock for {self.what}: {holder.describe()}",
+                               "this run is skipped; a lock whose lease expired is taken over")
+            if outcome is Outcome.HELD:
+                raise LockHeld(f"another run holds the backup lock for {self.what}",
+                               "this run is skipped")
+            errors = "; ".join(c.error for c in claims if c.error)
+            raise BackupFailed(
+                f"cannot take the backup lock for {self.what}: {len(mine)} of "
+                f"{len(self.clients)} regions answered, {majority(len(self.clients))} needed: {errors}",
+                "nothing was uploaded; check the regions")
+        raise AssertionError("unreachable")
+
+    async def _claim_all(self) -> list[Claim]:
+        claims: list[Claim] = []
+
+        async def one(client: RegionClient) -> None:
+            claim = Claim(client.region.index, ClaimState.UNREACHABLE, error=f"{client.label}: timed out")
+            with anyio.move_on_after(CLAIM_TIMEOUT):
+                claim = await self._claim(client)
+            claims.append(claim)
+
+        async with anyio.create_task_group() as tg:
+            for client in self.clients:
+                tg.start_soon(one, client)
+        return sorted(claims, key=lambda c: c.index)
+
+    async def _claim(self, client: RegionClient) -> Claim:
+        index = client.region.index
+        body = self.holder.encode()
+        seen: Holder | None = None
+        try:
+            for _ in range(3):  # create, or take over; again if someone raced us
+                try:
+                    etag = await client.put_object(self.key, body, if_none_match=True,
+                                                   attempts=LOCK_ATTEMPTS)
+                    return Claim(index, ClaimState.ACQUIRED, etag)
+                except S3Failure as f:
+                    if f.status != 412:
+                        raise
+                found = await client.get_with_etag(self.key, attempts=LOCK_ATTEMPTS)
+                if found is None:
+                    continue  # released meanwhile: create it
+                data, etag = found
+                seen = Holder.decode(data)
+                if seen is not None and seen.token == self.holder.token:
+                    return Claim(index, ClaimState.ACQUIRED, etag)  # our retried create landed
+                if judge(seen, utcnow(), self.here) is Verdict.HELD:
+                    return Claim(index, ClaimState.HELD, holder=seen)
+                try:
+                    etag = await client.put_object(self.key, body, if_match=etag,
+                                                   attempts=LOCK_ATTEMPTS)
+                    return Claim(index, ClaimState.ACQUIRED, etag, holder=seen)
+                except S3Failure as f:
+                    if f.status not in (404, 412):
+                        raise
+                    # changed under us (another taker, or our own retried write): look again
+                    found = await client.get_with_etag(self.key, attempts=LOCK_ATTEMPTS)
+                    if found is not None and (h := Holder.decode(found[0])) is not None \
+                            and h.token == self.holder.token:
+                        return Claim(index, ClaimState.ACQUIRED, found[1], holder=seen)
+        except S3Failure as f:
+            return Claim(index, ClaimState.UNREACHABLE, error=str(f))
+        return Claim(index, ClaimState.HELD, holder=seen)
+
+    async def _give_back(self, claims: Sequence[Claim]) -> None:
+        by_index = self.by_index
+
+        async def one(claim: Claim) -> None:
+            with anyio.move_on_after(CLAIM_TIMEOUT), contextlib.suppress(S3Failure):
+                await by_index[claim.index].delete_object(self.key, if_match=claim.etag,
+                                                          attempts=LOCK_ATTEMPTS)
+
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for claim in claims:
+                    tg.start_soon(one, claim)
+
+    # ------------------------------------------------------------ renew
+
+    async def renew(self) -> None:
+        """Extend the lease in every region we hold; set ``lost`` if no majority is left."""
+        now = utcnow()
+        self.holder = replace(self.holder, expires=now + timedelta(seconds=self.lease))
+        body = self.holder.encode()
+        by_index = self.by_index
+
+        async def one(index: int, etag: str) -> None:
+            client = by_index[index]
+            with anyio.move_on_after(CLAIM_TIMEOUT):
+                try:
+                    self.etags[index] = await client.put_object(self.key, body, if_match=etag,
+                                                                attempts=LOCK_ATTEMPTS)
+                    self.confirmed_until[index] = self.holder.expires
+                except S3Failure as f:
+                    if f.status not in (404, 412):
+                        return  # unknown: the old expiry still counts until it passes
+                    found = await client.get_with_etag(self.key, attempts=LOCK_ATTEMPTS)
+                    mine = found is not None and (h := Holder.decode(found[0])) is not None \
+                        and h.token == self.holder.token
+                    if found is not None and mine:
+                        self.etags[index] = found[1]
+                        self.confirmed_until[index] = self.holder.expires
+                    else:
+                        self.etags.pop(index, None)
+                        self.confirmed_until.pop(index, None)  # taken over: gone for good
+
+        with contextlib.suppress(S3Failure):
+            async with anyio.create_task_group() as tg:
+                for index, etag in list(self.etags.items()):
+                    tg.start_soon(one, index, etag)
+        if not still_held(self.confirmed_until, utcnow(), len(self.clients)):
+            self.lost = (f"lost the backup lock for {self.what}: it is no longer held in a "
+                         f"majority of regions (taken over, or the regions did not answer)")
+
+    async def keep_renewed(self, on_lost: Callable[[], Any]) -> None:
+        while True:
+            await anyio.sleep(self.lease / 3)
+            await self.renew()
+            if self.lost:
+                on_lost()
+                return
+
+    # ------------------------------------------------------------ release
+
+    async def release(self) -> None:
+        """Delete our copies (only where they are still ours), best effort."""
+        claims = [Claim(i, ClaimState.ACQUIRED, etag) for i, etag in self.etags.items()]
+        await self._give_back(claims)
+        self.etags.clear()
+        self.confirmed_until.clear()
+
+
+@contextlib.asynccontextmanager
+async def hold_lock(lock: BackupLock) -> AsyncIterator[BackupLock]:
+    """Acquire, keep renewed while the body runs, release.  If the lock is lost
+    the body is cancelled and BackupFailed is raised here."""
+    await lock.acquire()
+    error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lock.keep_renewed, tg.cancel_scope.cancel)
+            try:
+                yield lock
+            except Exception as e:  # re-raised below, not wrapped in an ExceptionGroup
+                error = e
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await lock.release()
+    if error is not None:
+        raise error
+    if lock.lost:
+        raise BackupFailed(lock.lost, "nothing was committed by this run; the new holder backs up")

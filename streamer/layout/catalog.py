@@ -1,0 +1,229 @@
+"""What is stored in a region: runs, their objects, their manifests (DESIGN.md section 3).
+
+A run is the set of objects under ``{build}/{periodicity}/{stamp}/``.  It is
+*committed* -- it exists for ``list``, ``restore``, ``verify`` and retention --
+only if its ``manifest.json`` exists.  ``group_runs`` and ``parse_manifest``
+are pure; ``series_runs``/``bucket_runs``/``read_manifest`` do one region's I/O.
+The ADT layout has its own catalog (``adt.py``) producing the same values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from streamer.errors import IntegrityError
+from streamer.layout import streamer as layout
+from streamer.pipeline.upload_state import RetryPolicy
+from streamer.settings.config import Config, Periodicity
+from streamer.store.s3 import ObjectInfo, RegionClient, S3Failure, open_region
+
+# Listing and small reads fail over quickly: a dead region costs about a second.
+CATALOG_ATTEMPTS = 2
+CATALOG_POLICY = RetryPolicy(max_attempts=3, base_delay=0.25, max_delay=4.0)
+
+_ARTIFACT_BASES = {"webroot.tar": "webroot", "database.sql": "database"}
+
+
+def artifact_of(filename: str) -> str | None:
+    """``webroot.tar.zst`` -> ``webroot``; None for the manifest and anything else."""
+    for suffix in (".zst", ".gz", ""):
+        if suffix and not filename.endswith(suffix):
+            continue
+        base = filename[: len(filename) - len(suffix)] if suffix else filename
+        if base in _ARTIFACT_BASES:
+            return _ARTIFACT_BASES[base]
+    return None
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """One run as one region lists it."""
+
+    build: str
+    periodicity: Periodicity
+    stamp: str
+    objects: tuple[ObjectInfo, ...]
+    manifest_key: str | None  # None: no manifest, the run is not committed
+    # ADT layout: the previous run's objects carry this suffix (".BACKUP"),
+    # and the objects' names say nothing: (key, artifact name) pairs.
+    key_suffix: str = ""
+    artifact_names: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def committed(self) -> bool:
+        return self.manifest_key is not None
+
+    @property
+    def when(self) -> datetime:
+        return layout.parse_stamp(self.stamp)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(o.key for o in self.objects)
+
+    def artifact_sizes(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        named = dict(self.artifact_names)
+        for o in self.objects:
+            name = named.get(o.key) if named else artifact_of(o.key.rsplit("/", 1)[-1])
+            if name:
+                out[name] = o.size
+        return out
+
+    @property
+    def size(self) -> int:
+        return sum(self.artifact_sizes().values())
+
+
+def split_run_key(key: str) -> tuple[str, Periodicity, str, str] | None:
+    """``build/periodicity/stamp/name`` -> its parts, or None for any other key."""
+    pieces = key.split("/")
+    if len(pieces) != 4 or not all(pieces):
+        return None
+    build, period, stamp, name = pieces
+    try:
+        periodicity = Periodicity(period)
+    except ValueError:
+        return None
+    if not layout.STAMP_RE.fullmatch(stamp):
+        return None
+    return build, periodicity, stamp, name
+
+
+def group_runs(objects: Iterable[ObjectInfo]) -> list[RunListing]:
+    """Group stored objects into runs, sorted by build, periodicity and stamp (pure).
+
+    Keys that are not inside a run (the lock, strays) are ignored."""
+    grouped: dict[tuple[str, Periodicity, str], list[ObjectInfo]] = {}
+    for obj in objects:
+        parts = split_run_key(obj.key)
+        if parts is None:
+            continue
+        grouped.setdefault(parts[:3], []).append(obj)
+    runs = []
+    for (build, periodicity, stamp), objs in grouped.items():
+        objs.sort(key=lambda o: o.key)
+        manifest = next((o.key for o in objs if o.key.endswith("/" + layout.MANIFEST)), None)
+        runs.append(RunListing(build, periodicity, stamp, tuple(objs), manifest))
+    runs.sort(key=lambda r: (r.build, r.periodicity.value, r.stamp))
+    return runs
+
+
+def newest_stamp(runs: Iterable[RunListing]) -> str | None:
+    stamps = [r.stamp for r in runs if r.committed]
+    return max(stamps) if stamps else None
+
+
+# ---------------------------------------------------------------- manifests
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    name: str  # "webroot" | "database"
+    key: str  # as recorded; see StoredManifest.key_suffix
+    stored_size: int
+    sha256: str
+    compression: str
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    build: str
+    periodicity: str
+    stamp: str
+    artifacts: Mapping[str, StoredArtifact]
+    raw: Mapping[str, Any]
+    key_suffix: str = ""  # ADT: the previous run's objects are "<key>.BACKUP"
+
+    def key_of(self, artifact: StoredArtifact) -> str:
+        return artifact.key + self.key_suffix
+
+    def fingerprint(self) -> dict[str, tuple[int, str]]:
+        """What every region must agree on: each artifact's size and hash."""
+        return {a.name: (a.stored_size, a.sha256) for a in self.artifacts.values()}
+
+
+def parse_manifest(data: bytes, where: str, key_suffix: str = "") -> StoredManifest:
+    """Decode and check a manifest's shape (pure); IntegrityError if unusable."""
+    try:
+        value = json.loads(data)
+        if not isinstance(value, dict) or value.get("format") != 1:
+            raise ValueError("not a streamer manifest of a known format")
+        artifacts = {}
+        for name, a in dict(value["artifacts"]).items():
+            sha = str(a["sha256"])
+            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+                raise ValueError(f"artifact {name}: bad sha256")
+            artifacts[str(name)] = StoredArtifact(str(name), str(a["key"]), int(a["stored_size"]),
+                                                  sha, str(a.get("compression", "none")))
+        return StoredManifest(str(value["build_identifier"]), str(value["periodicity"]),
+                              str(value["stamp"]), artifacts, value, key_suffix)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise IntegrityError(f"{where}: manifest unreadable: {e}",
+                             "the run is damaged; restore another --at stamp") from None
+
+
+async def read_manifest(client: RegionClient, key: str, key_suffix: str = "") -> StoredManifest:
+    found = await client.get_with_etag(key, attempts=CATALOG_ATTEMPTS)
+    if found is None:
+        raise IntegrityError(f"{client.label}: {key} vanished", "the run was pruned meanwhile")
+    return parse_manifest(found[0], f"{client.label}: {key}", key_suffix)
+
+
+# ---------------------------------------------------------------- regions
+
+
+def no_bucket(failure: S3Failure) -> bool:
+    return failure.code == "NoSuchBucket"
+
+
+async def list_or_empty(client: RegionClient, prefix: str) -> list[ObjectInfo]:
+    """Objects under prefix; none if the bucket does not exist (yet) in this region."""
+    try:
+        return await client.list_objects(prefix, attempts=CATALOG_ATTEMPTS)
+    except S3Failure as f:
+        if no_bucket(f):
+            return []
+        raise
+
+
+async def series_runs(client: RegionClient, build: str, periodicity: Periodicity) -> list[RunListing]:
+    """Every run (committed or not) of one build and periodicity in one region."""
+    return group_runs(await list_or_empty(client, layout.series_prefix(build, periodicity)))
+
+
+async def bucket_runs(client: RegionClient, build: str | None = None,
+                      periodicity: Periodicity | None = None) -> list[RunListing]:
+    """Runs of the whole bucket, or of one build and/or periodicity."""
+    prefix = f"{build}/" if build else ""
+    runs = group_runs(await list_or_empty(client, prefix))
+    return [r for r in runs if periodicity is None or r.periodicity is periodicity]
+
+
+def all_series(keys: Iterable[str]) -> list[tuple[str, Periodicity]]:
+    """Every (build, periodicity) that has a key in the bucket (pure)."""
+    found: set[tuple[str, Periodicity]] = set()
+    for key in keys:
+        pieces = key.split("/")
+        if len(pieces) < 3:
+            continue
+        try:
+            found.add((pieces[0], Periodicity(pieces[1])))
+        except ValueError:
+            continue
+    return sorted(found, key=lambda s: (s[0], s[1].value))
+
+
+@contextlib.asynccontextmanager
+async def open_clients(config: Config, policy: RetryPolicy = CATALOG_POLICY,
+                       pool: int = 16) -> AsyncIterator[list[RegionClient]]:
+    """A client per configured region, for commands other than the backup itself."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(
+            open_region(r, config.bucket, config.checksum, config.request_timeout, policy, pool))
+            for r in config.regions]

@@ -1,0 +1,73 @@
+"""Part buffers: allocated against the memory budget, reused, freed for real.
+
+Allocating a fresh 8 MiB buffer costs about 27 ms here (mmap, zero-fill,
+page faults, munmap when freed): 3 CPU-seconds per GB on the producer's
+critical path.  A buffer whose part every region has acknowledged, and that
+nothing else references any more, goes back to the pool and is refilled
+without any of that.  A pooled buffer stays counted in the budget; a buffer
+that dies (pool drained, last part of a stream shrunk, or a request still held
+it) returns its bytes through a weakref finalizer, so the budget is given back
+exactly when the memory is.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from streamer.pipeline.budget import ByteBudget
+
+
+class PartBody(bytearray):
+    """A part's bytes.  botocore passes a bytearray through untouched, so the
+    signer (see s3.py) can read the precomputed ``sha256_hex`` instead of
+    hashing the body again for every region."""
+
+    sha256_hex: str = ""
+    md5_b64: str = ""
+
+
+class BufferPool:
+    def __init__(self, budget: ByteBudget) -> None:
+        self.budget = budget
+        self.free: dict[int, list[PartBody]] = {}
+        self.allocated = 0  # buffers created (for the benchmarks and tests)
+        self.reused = 0
+
+    async def take(self, size: int) -> PartBody:
+        """A buffer of exactly ``size`` bytes: pooled if one is free, else new
+        once the budget has room.  Waits (the backpressure) otherwise."""
+        while True:
+            stack = self.free.get(size)
+            if stack:
+                body = stack.pop()
+                body.sha256_hex = body.md5_b64 = ""
+                self.reused += 1
+                return body
+            if self.budget.used + size <= self.budget.limit:
+                await self.budget.acquire(size)
+                body = PartBody(size)
+                weakref.finalize(body, self.budget.release, size)
+                self.allocated += 1
+                return body
+            if self._drop_other_sizes(size):
+                continue
+            await self.budget.changed()  # a release, or a buffer given back
+
+    def give_back(self, body: PartBody, size: int) -> None:
+        """Pool a buffer nothing else holds (see Part.done); one that was
+        shrunk for a stream's last part is left to die instead, and its
+        finalizer returns the budget."""
+        if len(body) == size:
+            self.free.setdefault(size, []).append(body)
+            self.budget.notify()
+
+    def drain(self) -> None:
+        """Drop every pooled buffer (their finalizers return the budget)."""
+        self.free.clear()
+
+    def _drop_other_sizes(self, size: int) -> bool:
+        for other, stack in self.free.items():
+            if other != size and stack:
+                stack.pop()  # dies here: its finalizer releases the budget
+                return True
+        return False

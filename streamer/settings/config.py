@@ -1,0 +1,467 @@
+"""Typed, frozen configuration (DESIGN.md section 2), parsed without I/O.
+
+Every setting has one name: the ADT environment variable (``S3_HOST_BASE``,
+``DB_PASSWORD``, ``STREAMER_MEMORY_BUDGET`` ...).  The config file (TOML) uses
+the same names as top-level keys (any case), and command-line flags are mapped
+onto the same names by the CLI.  ``merge_sources`` layers them
+(flag > environment > file > default) into one ``Mapping[str, str]`` and
+``parse_config`` turns that into a ``Config`` or raises ``ConfigError`` with a
+one-line message naming the setting.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from streamer.errors import ConfigError
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class Periodicity(StrEnum):
+    HOURLY = "hourly"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    BIMONTHLY = "bimonthly"
+    SHUTDOWN = "shutdown"
+    MANUAL = "manual"
+
+    @classmethod
+    def parse(cls, text: str) -> Periodicity:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            names = ", ".join(p.name for p in cls)
+            raise ConfigError(f"unknown periodicity {text!r}", f"use one of {names}") from None
+
+
+DEFAULT_KEEP: Mapping[Periodicity, int] = {
+    Periodicity.HOURLY: 24,
+    Periodicity.DAILY: 7,
+    Periodicity.WEEKLY: 5,
+    Periodicity.MONTHLY: 12,
+    Periodicity.BIMONTHLY: 6,
+    Periodicity.SHUTDOWN: 3,
+    Periodicity.MANUAL: 10,
+}
+
+BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def parse_build_identifier(text: str) -> str:
+    if not BUILD_ID_RE.fullmatch(text):
+        raise ConfigError(
+            f"invalid BUILD_IDENTIFIER {text!r}",
+            "use 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+    return text
+
+
+class Secret(str):
+    """A string whose repr and str-formatting in config dumps is masked."""
+
+    def __repr__(self) -> str:
+        return "'****'" if self else "''"
+
+    def masked(self) -> str:
+        return "****" if self else ""
+
+
+@dataclass(frozen=True)
+class Region:
+    """One S3 endpoint.  ``index`` is 1-based, as operators count regions."""
+
+    index: int
+    endpoint: str  # full URL, e.g. https://nl-ams-1.linodeobjects.com
+    access_key: Secret = field(repr=False)
+    secret_key: Secret = field(repr=False)
+    location: str = "us-east-1"
+
+    @property
+    def label(self) -> str:
+        host = re.sub(r"^https?://", "", self.endpoint)
+        return f"region {self.index} ({host})"
+
+
+Engine = Literal["maria", "mysql", "postgres", "none"]
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """The database to dump; ``engine == "none"`` means webroot only."""
+
+    engine: Engine = "none"
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: the engine's default (3306 / 5432)
+    user: str = ""
+    password: Secret = field(default=Secret(""), repr=False)
+    name: str = ""
+    min_tables: int = 1
+
+    @property
+    def effective_port(self) -> int:
+        if self.port:
+            return self.port
+        return 5432 if self.engine == "postgres" else 3306
+
+
+Compression = Literal["zstd", "gzip", "none"]
+ChecksumMode = Literal["sha256", "md5", "crc32"]
+Layout = Literal["streamer", "adt"]
+
+
+@dataclass(frozen=True)
+class Config:
+    regions: tuple[Region, ...]
+    bucket: str
+    webroot: Path = Path("/var/www/html")
+    excludes: tuple[str, ...] = ()
+    persist_assets: bool = False
+    database: DatabaseConfig = DatabaseConfig()
+    # Every chunk buffer of every stream and region together stays under this.
+    # Memory formula: peak chunk bytes <= memory_budget; each stream needs at
+    # least two parts (one filling, one uploading), so part sizes are capped at
+    # memory_budget // (2 * streams) -- see sizing.py.
+    memory_budget: int = 256 * MiB
+    compression: Compression = "zstd"
+    compression_level: int = 3
+    # zstd worker threads for the webroot; 0 compresses in the producer thread
+    # (fastest on two cores).  >0 reserves 32 MiB of the budget (sizing.py).
+    compression_threads: int = 0
+    quorum: int = 0  # 0: all regions
+    keep: Mapping[Periodicity, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
+    stall_timeout: float = 300.0
+    layout: Layout = "streamer"
+    # How each part's integrity is proven to the server, computed once per part
+    # and shared by every region and retry.  "md5" (default): Content-MD5,
+    # which every S3 implementation verifies, with an unsigned payload.
+    # "sha256": the signed x-amz-content-sha256 of SigV4 (AWS verifies it;
+    # SeaweedFS does not).  "crc32": botocore's flexible checksum headers
+    # (AWS; several S3-compatible providers reject them).
+    checksum: ChecksumMode = "md5"
+    parts_in_flight: int = 4  # per region
+    part_retries: int = 5  # attempts per part before the region is dropped
+    request_timeout: float = 120.0  # seconds for one S3 request
+    progress_interval: float = 5.0  # seconds between progress lines off a terminal
+    website_url: str = ""
+    website_name: str = ""
+
+    @property
+    def effective_quorum(self) -> int:
+        return self.quorum or len(self.regions)
+
+    def extension(self) -> str:
+        return {"zstd": ".zst", "gzip": ".gz", "none": ""}[self.compression]
+
+    def describe(self) -> dict[str, object]:
+        """The effective config with secrets masked (for ``config check``)."""
+        return {
+            "regions": [
+                {
+                    "index": r.index,
+                    "endpoint": r.endpoint,
+                    "location": r.location,
+                    "access_key": r.access_key.masked(),
+                    "secret_key": r.secret_key.masked(),
+                }
+                for r in self.regions
+            ],
+            "bucket": self.bucket,
+            "webroot": str(self.webroot),
+            "excludes": list(self.excludes),
+            "persist_assets": self.persist_assets,
+            "database": {
+                "engine": self.database.engine,
+                "host": self.database.host,
+                "port": self.database.effective_port,
+                "user": self.database.user,
+                "password": self.database.password.masked(),
+                "name": self.database.name,
+                "min_tables": self.database.min_tables,
+            },
+            "memory_budget": self.memory_budget,
+            "compression": self.compression,
+            "compression_level": self.compression_level,
+            "quorum": self.effective_quorum,
+            "keep": {p.value: n for p, n in self.keep.items()},
+            "stall_timeout": self.stall_timeout,
+            "layout": self.layout,
+            "checksum": self.checksum,
+            "parts_in_flight": self.parts_in_flight,
+            "part_retries": self.part_retries,
+            "request_timeout": self.request_timeout,
+        }
+
+
+# ---------------------------------------------------------------- sources
+
+
+def load_file(path: Path) -> dict[str, str]:
+    """Read a TOML config file whose top-level keys are the env names."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found", "check --config") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} unreadable: {e}", "fix the TOML syntax") from None
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, bool):
+            out[key.upper()] = "1" if value else "0"
+        elif isinstance(value, list):
+            out[key.upper()] = "|".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            raise ConfigError(f"config file {path}: [{key}] tables are not supported",
+                              "write settings as top-level KEY = value")
+        else:
+            out[key.upper()] = str(value)
+    return out
+
+
+def merge_sources(
+    file: Mapping[str, str], env: Mapping[str, str], flags: Mapping[str, str | None]
+) -> dict[str, str]:
+    """Layer settings: flag > environment > file (defaults are applied by parse)."""
+    merged = dict(file)
+    merged.update({k: v for k, v in env.items() if v != ""})
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    return merged
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def split_endpoints(text: str) -> list[str]:
+    """Split S3_HOST_BASE: ``|``-separated, or ``:``-separated as in the ADT docs.
+
+    With ``:``, a piece made only of digits is the port of the previous host and
+    a piece starting with ``//`` continues a URL scheme (``http://h:1:http://g:2``).
+    """
+    text = text.strip()
+    if "|" in text:
+        pieces = [p.strip() for p in text.split("|")]
+    else:
+        pieces = []
+        for raw in text.split(":"):
+            if pieces and (raw.isdigit() or raw.startswith("//") or raw.split("/")[0].isdigit()):
+                pieces[-1] = pieces[-1] + ":" + raw
+            else:
+                pieces.append(raw.strip())
+    return [p for p in pieces if p]
+
+
+def normalise_endpoint(text: str) -> str:
+    if re.match(r"^https?://", text):
+        url = text
+    elif "://" in text:
+        raise ConfigError(f"S3_HOST_BASE endpoint {text!r} has an unsupported scheme",
+                          "use http:// or https://, or a bare host")
+    else:
+        url = "https://" + text
+    host = re.sub(r"^https?://", "", url).split("/")[0]
+    if not re.fullmatch(r"[A-Za-z0-9._\-\[\]:]+", host) or host.startswith(":"):
+        raise ConfigError(f"S3_HOST_BASE endpoint {text!r} is not a host or URL",
+                          "separate endpoints with | or :")
+    return url.rstrip("/")
+
+
+def per_region(name: str, text: str, n: int) -> list[str]:
+    values = [v.strip() for v in text.split("|")] if text else [""]
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise ConfigError(f"{name} has {len(values)} values for {n} regions",
+                          "give one value for all regions or one per region, separated by |")
+    return values
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
+
+
+def parse_size(name: str, text: str) -> int:
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ConfigError(f"{name}={text!r} is not a size", "write e.g. 256MiB, 1GiB or 67108864")
+    number, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
+    base = 1024 if (binary or unit) else 1  # "256M" means MiB, as operators mean it
+    power = " KMGT".index(unit) if unit else 0
+    return int(number * base**power)
+
+
+def parse_int(name: str, text: str, minimum: int = 0) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a whole number", f"set {name} to an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is too small", f"set {name} to at least {minimum}")
+    return value
+
+
+def parse_float(name: str, text: str, minimum: float = 0.0) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a number", f"set {name} to seconds") from None
+    if value <= minimum:
+        raise ConfigError(f"{name}={value} is too small", f"set {name} above {minimum}")
+    return value
+
+
+def parse_bool(name: str, text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}={text!r} is not a boolean", "use 1 or 0")
+
+
+def _choice(name: str, text: str, choices: Iterable[str]) -> str:
+    t = text.strip().lower()
+    options = list(choices)
+    if t not in options:
+        raise ConfigError(f"{name}={text!r} is not valid", f"use one of {', '.join(options)}")
+    return t
+
+
+def parse_excludes(values: Iterable[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in values:
+        for item in value.split(":"):
+            item = item.strip().strip("/")
+            if not item:
+                continue
+            if ".." in Path(item).parts:
+                raise ConfigError(f"exclude {item!r} leaves the webroot", "use paths below the webroot")
+            if item not in out:
+                out.append(item)
+    return tuple(out)
+
+
+_ENGINES: Mapping[str, Engine] = {
+    "maria": "maria", "mariadb": "maria", "mysql": "mysql",
+    "postgres": "postgres", "postgresql": "postgres", "none": "none", "": "none",
+}
+
+
+def parse_database(s: Mapping[str, str]) -> DatabaseConfig:
+    raw = s.get("DATABASE_INSTALLATION_TYPE", "None").strip().lower()
+    if raw not in _ENGINES:
+        raise ConfigError(f"DATABASE_INSTALLATION_TYPE={raw!r} is not valid",
+                          "use Maria, MySQL, Postgres or None")
+    engine = _ENGINES[raw]
+    if engine == "none":
+        return DatabaseConfig()
+    db = DatabaseConfig(
+        engine=engine,
+        host=s.get("DB_HOST", "127.0.0.1") or "127.0.0.1",
+        port=parse_int("DB_PORT", s["DB_PORT"], 1) if s.get("DB_PORT") else 0,
+        user=s.get("DB_USERNAME", ""),
+        password=Secret(s.get("DB_PASSWORD", "")),
+        name=s.get("DB_NAME", ""),
+        min_tables=parse_int("STREAMER_MIN_TABLES", s.get("STREAMER_MIN_TABLES", "1")),
+    )
+    if not db.name:
+        raise ConfigError("DB_NAME is not set", f"set DB_NAME for DATABASE_INSTALLATION_TYPE={raw}")
+    if not db.user:
+        raise ConfigError("DB_USERNAME is not set", f"set DB_USERNAME for DATABASE_INSTALLATION_TYPE={raw}")
+    return db
+
+
+def parse_config(s: Mapping[str, str]) -> Config:
+    """Build the frozen Config from merged settings, or raise ConfigError."""
+    hosts = split_endpoints(s.get("S3_HOST_BASE", ""))
+    if not hosts:
+        raise ConfigError("S3_HOST_BASE is not set", "set it to one endpoint per region, separated by |")
+    endpoints = [normalise_endpoint(h) for h in hosts]
+    n = len(endpoints)
+    access = per_region("S3_ACCESS_KEY", s.get("S3_ACCESS_KEY", ""), n)
+    secret = per_region("S3_SECRET_KEY", s.get("S3_SECRET_KEY", ""), n)
+    locations = per_region("S3_LOCATION", s.get("S3_LOCATION", "") or "us-east-1", n)
+    for i in range(n):
+        if not access[i] or not secret[i]:
+            raise ConfigError(f"S3_ACCESS_KEY or S3_SECRET_KEY missing for region {i + 1}",
+                              "set both, one value for all regions or one per region")
+    regions = tuple(
+        Region(i + 1, endpoints[i], Secret(access[i]), Secret(secret[i]), locations[i] or "us-east-1")
+        for i in range(n)
+    )
+
+    website_url = s.get("WEBSITE_URL", "")
+    bucket = s.get("STREAMER_BUCKET", "")
+    if not bucket:
+        if not website_url:
+            raise ConfigError("no bucket configured", "set STREAMER_BUCKET or WEBSITE_URL")
+        bucket = website_url.replace(".", "-").lower() + "-backups"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+        raise ConfigError(f"bucket name {bucket!r} is not a valid S3 bucket name",
+                          "use 3-63 lower-case letters, digits, '.' and '-'")
+
+    quorum = parse_int("STREAMER_QUORUM", s.get("STREAMER_QUORUM", "0"))
+    if quorum > n:
+        raise ConfigError(f"STREAMER_QUORUM={quorum} exceeds the {n} configured regions",
+                          f"set it between 1 and {n}")
+
+    compression = _choice("STREAMER_COMPRESSION", s.get("STREAMER_COMPRESSION", "zstd"),
+                          ("zstd", "gzip", "none"))
+    default_level = {"zstd": 3, "gzip": 6, "none": 0}[compression]
+    level = parse_int("STREAMER_COMPRESSION_LEVEL",
+                      s.get("STREAMER_COMPRESSION_LEVEL", str(default_level)))
+    if compression == "zstd" and not 1 <= level <= 19:
+        raise ConfigError(f"STREAMER_COMPRESSION_LEVEL={level} is out of range", "zstd takes 1-19")
+    if compression == "gzip" and not 1 <= level <= 9:
+        raise ConfigError(f"STREAMER_COMPRESSION_LEVEL={level} is out of range", "gzip takes 1-9")
+
+    budget = parse_size("STREAMER_MEMORY_BUDGET", s.get("STREAMER_MEMORY_BUDGET", "256MiB"))
+    if budget < 32 * MiB:
+        raise ConfigError(f"STREAMER_MEMORY_BUDGET={budget} bytes is below the 32MiB minimum",
+                          "two streams need at least two 8MiB parts each")
+    threads = parse_int("STREAMER_COMPRESSION_THREADS", s.get("STREAMER_COMPRESSION_THREADS", "0"))
+    if threads and budget < 96 * MiB:
+        raise ConfigError("STREAMER_COMPRESSION_THREADS needs STREAMER_MEMORY_BUDGET of 96MiB or more",
+                          "zstd workers reserve 32MiB of the budget")
+
+    keep = dict(DEFAULT_KEEP)
+    for p in Periodicity:
+        name = f"STREAMER_KEEP_{p.name}"
+        if s.get(name):
+            keep[p] = parse_int(name, s[name], 1)
+
+    excludes = parse_excludes([s.get("EXCLUDE_FROM_BACKUP", ""), s.get("DIRECTORIES_TO_MOUNT", "")])
+
+    return Config(
+        regions=regions,
+        bucket=bucket,
+        webroot=Path(s.get("STREAMER_WEBROOT", "") or "/var/www/html"),
+        excludes=excludes,
+        persist_assets=parse_bool("PERSIST_ASSETS_TO_DATASTORE",
+                                  s.get("PERSIST_ASSETS_TO_DATASTORE", "0")),
+        database=parse_database(s),
+        memory_budget=budget,
+        compression=compression,  # type: ignore[arg-type]
+        compression_level=level,
+        compression_threads=threads,
+        quorum=quorum,
+        keep=keep,
+        stall_timeout=parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300")),
+        layout=_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"),
+                       ("streamer", "adt")),  # type: ignore[arg-type]
+        checksum=_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
+                         ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
+        parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
+        part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),
+        request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "120")),
+        progress_interval=parse_float("STREAMER_PROGRESS_INTERVAL",
+                                      s.get("STREAMER_PROGRESS_INTERVAL", "5")),
+        website_url=website_url,
+        website_name=s.get("WEBSITE_NAME", ""),
+    )

@@ -1,0 +1,295 @@
+"""The backup lock: pure lease decisions (unit) and the lock against three real regions."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+from s3util import STREAMER, RegionsEnv, run_streamer
+
+from streamer.errors import BackupFailed, LockHeld
+from streamer.housekeeping.lock import (
+    BackupLock,
+    Claim,
+    ClaimState,
+    Holder,
+    LocalHost,
+    Outcome,
+    Verdict,
+    hold_lock,
+    judge,
+    majority,
+    new_holder,
+    process_start,
+    still_held,
+    tally,
+)
+from streamer.layout.catalog import open_clients
+from streamer.settings.config import parse_config
+from streamer.store.s3 import RegionClient
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+
+def holder(**kw: object) -> Holder:
+    base = Holder("tok", "web1", 100, "boot-1", 555, "20240601T115500Z", NOW - 5 * MIN, NOW + 10 * MIN)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def here(alive: bool = True, host: str = "web1", boot: str = "boot-1") -> LocalHost:
+    return LocalHost(host, boot, lambda pid, start: alive)
+
+
+# ---------------------------------------------------------------- unit
+
+
+def test_holder_round_trip_and_garbage() -> None:
+    h = holder()
+    assert Holder.decode(h.encode()) == h
+    assert Holder.decode(b"{}") is None and Holder.decode(b"\xff") is None
+    assert "until 2024-06-01 12:10:00 UTC" in h.describe()
+
+
+def test_judge_live_expired_and_dead_on_this_machine() -> None:
+    assert judge(holder(), NOW, here()) is Verdict.HELD
+    assert judge(holder(expires=NOW - MIN), NOW, here()) is Verdict.STALE
+    assert judge(holder(expires=NOW), NOW, here()) is Verdict.STALE
+    assert judge(None, NOW, here()) is Verdict.STALE  # unreadable
+    # Its process is gone on this very machine (same host name and boot): stale at once.
+    assert judge(holder(), NOW, here(alive=False)) is Verdict.STALE
+    # Another machine, or this host rebooted: we cannot see its process, the lease rules.
+    assert judge(holder(), NOW, here(alive=False, host="web2")) is Verdict.HELD
+    assert judge(holder(), NOW, here(alive=False, boot="boot-2")) is Verdict.HELD
+    assert judge(holder(), NOW, here(alive=False, boot="")) is Verdict.HELD
+
+
+def c(state: ClaimState) -> Claim:
+    return Claim(0, state)
+
+
+A, Hd, U = ClaimState.ACQUIRED, ClaimState.HELD, ClaimState.UNREACHABLE
+
+
+@pytest.mark.parametrize("states,regions,outcome", [
+    ([A, A, A], 3, Outcome.ACQUIRED),
+    ([A, A, U], 3, Outcome.ACQUIRED),  # one region down: still a majority
+    ([A, Hd, Hd], 3, Outcome.HELD),
+    ([Hd, U, U], 3, Outcome.HELD),
+    ([A, Hd, U], 3, Outcome.SPLIT),  # nobody has a majority: give back and retry
+    ([A, U, U], 3, Outcome.UNREACHABLE),
+    ([U, U, U], 3, Outcome.UNREACHABLE),
+    ([A], 1, Outcome.ACQUIRED),
+    ([A, Hd], 2, Outcome.SPLIT),
+    ([A, A], 2, Outcome.ACQUIRED),
+])
+def test_tally(states: list[ClaimState], regions: int, outcome: Outcome) -> None:
+    assert tally([c(s) for s in states], regions) is outcome
+
+
+def test_two_contenders_never_both_hold_a_majority() -> None:
+    for n in range(1, 8):
+        for mine in range(n + 1):
+            theirs = n - mine
+            both = tally([c(A)] * mine + [c(Hd)] * theirs, n) is Outcome.ACQUIRED and \
+                tally([c(A)] * theirs + [c(Hd)] * mine, n) is Outcome.ACQUIRED
+            assert not both
+    assert [majority(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 2, 3, 3]
+
+
+def test_still_held_needs_a_majority_of_unexpired_copies() -> None:
+    assert still_held({1: NOW + MIN, 2: NOW + MIN, 3: NOW - MIN}, NOW, 3)
+    assert not still_held({1: NOW + MIN, 2: NOW - MIN}, NOW, 3)
+    assert not still_held({}, NOW, 1)
+
+
+def test_process_start_tells_a_reused_pid() -> None:
+    me = process_start(os.getpid())
+    assert me > 0
+    assert process_start(2 ** 22 + 12345) == 0
+
+
+# ---------------------------------------------------------------- real regions
+
+
+@pytest.fixture
+async def clients(regions: RegionsEnv, bucket: str) -> AsyncIterator[list[RegionClient]]:
+    cfg = parse_config({**regions.env, "STREAMER_BUCKET": bucket})
+    async with open_clients(cfg) as cs:
+        for client in cs:
+            await client.ensure_bucket()
+        yield cs
+
+
+KEY = "site/hourly/lock.json"
+
+
+def new_lock(clients: list[RegionClient], lease: float = 60, run: str = "r") -> BackupLock:
+    return BackupLock(clients, KEY, "site/hourly", lease, new_holder(run, lease))
+
+
+@pytest.mark.anyio
+async def test_lock_is_exclusive_and_released(clients: list[RegionClient], regions: RegionsEnv,
+                                              bucket: str) -> None:
+    first = new_lock(clients)
+    await first.acquire()
+    assert sorted(first.etags) == [1, 2, 3]
+    body = json.loads(regions.get(2, bucket, KEY))
+    assert body["pid"] == os.getpid() and body["host"] == socket.gethostname()
+    with pytest.raises(LockHeld, match=r"holds the backup lock for site/hourly.*until"):
+        await new_lock(clients).acquire()
+    await first.release()
+    assert all(regions.keys(i, bucket) == [] for i in (1, 2, 3))
+    second = new_lock(clients)
+    await second.acquire()  # free again
+    await second.release()
+
+
+@pytest.mark.anyio
+async def test_stale_and_dead_locks_are_taken_over_by_exactly_one(
+        clients: list[RegionClient], regions: RegionsEnv, bucket: str) -> None:
+    expired = holder(host="elsewhere", expires=datetime.now(UTC) - MIN)
+    for i in (1, 2, 3):
+        regions.client(i).put_object(Bucket=bucket, Key=KEY, Body=expired.encode())
+    takers = [new_lock(clients, run=f"t{n}") for n in range(3)]
+    results: list[str] = []
+
+    async def take(lock: BackupLock) -> None:
+        try:
+            await lock.acquire()
+            results.append("won")
+        except LockHeld:
+            results.append("held")
+
+    async with anyio.create_task_group() as tg:
+        for lock in takers:
+            tg.start_soon(take, lock)
+    assert sorted(results) == ["held", "held", "won"]
+    winner = next(t for t in takers if t.etags)
+    assert [h.host for h in winner.taken_over] == ["elsewhere"] * len(winner.taken_over)
+    await winner.release()
+
+    # A holder on this machine whose process is gone is stale at once, lease or not.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    me = new_holder("dead-run", 600)
+    ghost = replace(me, token="ghost", pid=dead.pid, pid_start=12345)
+    for i in (1, 2, 3):
+        regions.client(i).put_object(Bucket=bucket, Key=KEY, Body=ghost.encode())
+    lock = new_lock(clients)
+    await lock.acquire()
+    assert lock.taken_over and lock.taken_over[0].token == "ghost"
+    await lock.release()
+
+
+@pytest.mark.anyio
+async def test_renewal_extends_the_lease_and_a_taken_over_lock_cancels_the_run(
+        clients: list[RegionClient], regions: RegionsEnv, bucket: str) -> None:
+    lock = new_lock(clients, lease=3)
+    async with hold_lock(lock):
+        first = json.loads(regions.get(1, bucket, KEY))["expires"]
+        await anyio.sleep(1.3)  # renewed every lease/3 = 1 s
+        assert json.loads(regions.get(1, bucket, KEY))["expires"] > first
+    assert regions.keys(1, bucket) == []
+
+    lock = new_lock(clients, lease=3)
+    reached_end = False
+    with pytest.raises(BackupFailed, match="lost the backup lock"):
+        async with hold_lock(lock):
+            thief = holder(host="thief", expires=datetime.now(UTC) + timedelta(hours=1))
+            for i in (1, 2):  # a majority taken from under us
+                regions.client(i).put_object(Bucket=bucket, Key=KEY, Body=thief.encode())
+            await anyio.sleep(10)
+            reached_end = True
+    assert not reached_end
+    assert json.loads(regions.get(1, bucket, KEY))["host"] == "thief"  # theirs: left alone
+    assert regions.keys(3, bucket) == []  # ours: released
+
+
+@pytest.mark.anyio
+async def test_a_majority_is_enough_and_less_is_a_failure(regions: RegionsEnv, bucket: str) -> None:
+    endpoints = "|".join([*regions.endpoints[:2], "http://127.0.0.1:9"])
+    cfg = parse_config({**regions.env, "S3_HOST_BASE": endpoints, "STREAMER_BUCKET": bucket})
+    async with open_clients(cfg) as cs:
+        for client in cs[:2]:
+            await client.ensure_bucket()
+        lock = new_lock(cs)
+        await lock.acquire()
+        assert sorted(lock.etags) == [1, 2]
+        await lock.release()
+        with pytest.raises(BackupFailed, match=r"cannot take the backup lock.*2 needed"):
+            await new_lock(cs[1:]).acquire()  # one of the two regions left answers
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def small_webroot(tmp_path: Path, size: int = 200_000) -> Path:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.php").write_text("<?php echo 1; ?>\n")
+    (root / "media.bin").write_bytes(os.urandom(size))
+    return root
+
+
+def test_backup_exits_4_while_another_host_holds_the_lock(
+        regions: RegionsEnv, bucket: str, streamer_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**streamer_env, "STREAMER_WEBROOT": str(small_webroot(tmp_path))}
+    live = holder(host="web-other", expires=datetime.now(UTC) + timedelta(minutes=10))
+    key = "lk/hourly/lock.json"
+    for i in (1, 2, 3):
+        regions.client(i).create_bucket(Bucket=bucket)
+        regions.client(i).put_object(Bucket=bucket, Key=key, Body=live.encode())
+    run = run_streamer(["hourly", "lk"], env)
+    assert run.code == 4, run.stdout + run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert "another host holds the backup lock for lk/hourly: web-other pid 100" in run.stderr
+    assert "until" in run.stderr
+    for i in (1, 2, 3):
+        assert regions.keys(i, bucket) == [key] and regions.uploads(i, bucket) == []
+
+    # Expired: taken over, backed up, released.
+    stale = replace(live, expires=datetime.now(UTC) - timedelta(seconds=1))
+    for i in (1, 2, 3):
+        regions.client(i).put_object(Bucket=bucket, Key=key, Body=stale.encode())
+    run = run_streamer(["hourly", "lk"], env)
+    assert run.code == 0, run.stdout + run.stderr
+    assert "took over the backup lock of web-other pid 100" in run.stdout
+    for i in (1, 2, 3):
+        keys = regions.keys(i, bucket)
+        assert key not in keys and any(k.endswith("/manifest.json") for k in keys)
+
+
+def test_two_backups_started_together_one_runs_one_exits_4(
+        regions: RegionsEnv, bucket: str, streamer_env: dict[str, str], tmp_path: Path) -> None:
+    root = small_webroot(tmp_path, 24 * 1024 * 1024)  # long enough to overlap
+    env = {**streamer_env, "STREAMER_WEBROOT": str(root), "STREAMER_COMPRESSION": "none"}
+    procs = [subprocess.Popen([*STREAMER, "hourly", "twin"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    text = [o.decode() + e.decode() for o, e in outs]
+    assert codes == [0, 4], text
+    loser = text[[p.returncode for p in procs].index(4)]
+    assert "holds the backup lock for twin/hourly" in loser
+    assert "another streamer process on this host" in loser
+    for i in (1, 2, 3):
+        manifests = [k for k in regions.keys(i, bucket) if k.endswith("manifest.json")]
+        assert len(manifests) == 1  # the loser uploaded nothing
+        assert regions.uploads(i, bucket) == []
+        assert "twin/hourly/lock.json" not in regions.keys(i, bucket)
+
+
+def test_lock_lease_setting_is_validated(streamer_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**streamer_env, "STREAMER_WEBROOT": str(small_webroot(tmp_path)),
+           "STREAMER_LOCK_LEASE": "1s"}
+    run = run_streamer(["hourly", "x"], env)
+    assert run.code == 2 and "STREAMER_LOCK_LEASE" in run.stderr
