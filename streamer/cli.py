@@ -21,14 +21,8 @@ import typer
 
 from streamer import __version__
 from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
-from streamer.settings.config import (
-    Config,
-    Periodicity,
-    load_file,
-    merge_sources,
-    parse_build_identifier,
-    parse_config,
-)
+from streamer.model import Periodicity, parse_build_identifier
+from streamer.settings.config import Config, load_file, merge_sources, parse_config
 from streamer.settings.ops import parse_ops
 
 T = TypeVar("T")

@@ -63,3 +63,23 @@ class NotFound(StreamerError):
 
 class IntegrityError(StreamerError):
     """Stored bytes do not match the manifest's hash."""
+
+
+class StoreFailure(StreamerError):
+    """One object-store request failed, after the retries its policy allows.
+
+    Raised by every ``ObjectStore`` (the S3 store translates aiobotocore's and
+    aiohttp's exceptions into it at its boundary, store/s3.py).  ``region`` is
+    the region's label, never a key; ``transient`` says whether trying again
+    may help; ``status`` and ``code`` are the HTTP status and S3 error code
+    when the server answered."""
+
+    def __init__(self, region: str, operation: str, detail: str, transient: bool,
+                 status: int = 0, code: str = "") -> None:
+        self.region = region
+        self.operation = operation
+        self.detail = detail
+        self.transient = transient
+        self.status = status
+        self.code = code
+        super().__init__(f"{region}: {operation} failed: {detail}")

@@ -8,13 +8,15 @@ from typing import Any
 
 import anyio
 
-from streamer.errors import EXIT_FAILED
+from streamer import model
+from streamer.errors import EXIT_FAILED, StoreFailure
+from streamer.model import Periodicity
 from streamer.pipeline.run import BackupResult, Observer, run_backup
 from streamer.process import ProcessSource
 from streamer.report.progress import LogProgress, TerminalProgress
-from streamer.settings.config import Config, Periodicity
+from streamer.settings.config import Config
 from streamer.settings.ops import OpsConfig
-from streamer.store.s3 import RegionClient, S3Failure
+from streamer.store.s3 import RegionClient
 
 
 def _mb(n: int) -> str:
@@ -63,7 +65,6 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
     from streamer.commands.maintenance import clean_regions, cleaner, lock_key, prune_all
     from streamer.housekeeping.lock import BackupLock, hold_lock, new_holder
     from streamer.layout import adt
-    from streamer.layout import streamer as layout
     from streamer.layout.catalog import open_clients
     from streamer.pipeline.webroot import webroot_source
 
@@ -85,7 +86,7 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
     async with open_clients(cfg) as clients:
         await _ensure_buckets(clients)
         lock = BackupLock(clients, lock_key(cfg, build, periodicity), what, ops.lock_lease,
-                          new_holder(layout.stamp(started), ops.lock_lease, started))
+                          new_holder(model.stamp(started), ops.lock_lease, started))
         async with hold_lock(lock):
             for stale in [] if quiet else lock.taken_over:
                 print(f"warning: took over the backup lock of {stale.host} pid {stale.pid} "
@@ -125,7 +126,7 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
 async def _ensure_buckets(clients: list[RegionClient]) -> None:
     """Create the bucket where missing, so the lock can be written (errors: later)."""
     async def one(client: RegionClient) -> None:
-        with contextlib.suppress(S3Failure), anyio.move_on_after(client.request_timeout):
+        with contextlib.suppress(StoreFailure), anyio.move_on_after(client.request_timeout):
             await client.ensure_bucket()
 
     async with anyio.create_task_group() as tg:

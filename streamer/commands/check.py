@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 import anyio
 
-from streamer.errors import PreflightError
+from streamer.errors import PreflightError, StoreFailure
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient, S3Failure
+from streamer.store.s3 import RegionClient
 
 MAX_SKEW = 300.0  # seconds; SigV4 rejects requests beyond 15 minutes
 
@@ -38,7 +38,7 @@ async def probe_region(client: RegionClient, create_buckets: bool) -> list[Findi
     try:
         response = await client.call("ListBuckets", lambda: client._client.list_buckets(),
                                      attempts=2)
-    except S3Failure as f:
+    except StoreFailure as f:
         if f.transient or not f.status:
             return [Finding(who, "reachable", False, f"{f.detail} (check S3_HOST_BASE)")]
         out.append(Finding(who, "reachable", True, f"HTTP {f.status}"))
@@ -65,7 +65,7 @@ async def probe_region(client: RegionClient, create_buckets: bool) -> list[Findi
         try:
             await client.ensure_bucket()
             out.append(Finding(who, "bucket", True, f"{client.bucket} created"))
-        except S3Failure as f:
+        except StoreFailure as f:
             out.append(Finding(who, "bucket", False, f"cannot create {client.bucket}: {f.detail}"))
     else:
         out.append(Finding(who, "bucket", False,

@@ -17,18 +17,19 @@ from typing import Any
 
 import anyio
 
-from streamer.errors import EXIT_FAILED, EXIT_OK, BackupFailed, ConfigError, LockHeld
+from streamer.errors import EXIT_FAILED, EXIT_OK, BackupFailed, ConfigError, LockHeld, StoreFailure
 from streamer.housekeeping.cleanup import CleanupReport, cleanup_prefix, cleanup_series
 from streamer.housekeeping.lock import BackupLock, new_holder
 from streamer.housekeeping.retention import PruneReport, prune_series
 from streamer.layout import adt
 from streamer.layout import streamer as layout
 from streamer.layout.catalog import RunListing, all_series, bucket_runs, open_clients, series_runs
+from streamer.model import Periodicity
 from streamer.readback.restore import RestoreRequest, RunsOf, restore_run
 from streamer.readback.verify import verify_run
-from streamer.settings.config import Config, Periodicity
+from streamer.settings.config import Config
 from streamer.settings.ops import OpsConfig
-from streamer.store.s3 import RegionClient, S3Failure
+from streamer.store.s3 import RegionClient
 
 
 def runs_of(config: Config, build: str, periodicity: Periodicity) -> RunsOf:
@@ -108,7 +109,7 @@ async def list_command(config: Config, periodicity: Periodicity | None, build: s
                     else:
                         runs = await bucket_runs(client, build, p)
                     found.setdefault(index, []).extend(r for r in runs if r.committed)
-                except S3Failure as e:
+                except StoreFailure as e:
                     errors[index] = str(e)
 
             async with anyio.create_task_group() as tg:
@@ -160,7 +161,7 @@ async def _series(clients: list[RegionClient], periodicity: Periodicity | None,
             prefix = f"{build}/" if build else ""
             keys.update(o.key for o in await client.list_objects(prefix, attempts=2))
             keys.update(u.key for u in await client.list_uploads(prefix, attempts=2))
-        except S3Failure:
+        except StoreFailure:
             pass  # reported by the per-region work below
 
     async with anyio.create_task_group() as tg:
@@ -185,7 +186,7 @@ async def prune_all(config: Config, clients: list[RegionClient],
     async def one(client: RegionClient, build: str, p: Periodicity) -> None:
         try:
             reports.append((build, p, await prune_series(client, build, p, config.keep[p])))
-        except S3Failure as e:
+        except StoreFailure as e:
             errors.append(f"{build}/{p.value}: {e}")
 
     async with anyio.create_task_group() as tg:
@@ -233,7 +234,7 @@ async def clean_regions(clients: list[RegionClient], clean: Cleaner, holding: bo
     async def one(client: RegionClient) -> None:
         try:
             r = await clean(client, holding)
-        except S3Failure as e:
+        except StoreFailure as e:
             problems.append(str(e))
             return
         problems.extend(r.errors)

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from streamer import model
+from streamer.errors import StoreFailure
 from streamer.layout import streamer as layout
 from streamer.layout.catalog import (
     CATALOG_ATTEMPTS,
@@ -34,8 +36,9 @@ from streamer.layout.catalog import (
     no_bucket,
     split_run_key,
 )
-from streamer.settings.config import Periodicity
-from streamer.store.s3 import RegionClient, S3Failure, UploadInfo
+from streamer.model import Periodicity
+from streamer.store.base import UploadInfo
+from streamer.store.s3 import RegionClient
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ def upload_started(upload: UploadInfo) -> datetime | None:
     if upload.initiated is not None:
         return upload.initiated
     parts = split_run_key(upload.key)
-    return layout.parse_stamp(parts[2]) if parts else None
+    return model.parse_stamp(parts[2]) if parts else None
 
 
 def plan_cleanup(uploads: Sequence[UploadInfo], runs: Sequence[RunListing], now: datetime,
@@ -87,7 +90,7 @@ async def cleanup_prefix(client: RegionClient, prefix: str, now: datetime, horiz
     """Clean one region under ``prefix`` (a series, or the ADT object names)."""
     try:
         uploads = await client.list_uploads(prefix, attempts=CATALOG_ATTEMPTS)
-    except S3Failure as f:
+    except StoreFailure as f:
         if no_bucket(f):
             return CleanupReport(client.label, 0, ())
         raise
@@ -99,12 +102,12 @@ async def cleanup_prefix(client: RegionClient, prefix: str, now: datetime, horiz
         try:
             await client.abort_multipart(u.key, u.upload_id)
             aborted += 1
-        except S3Failure as e:
+        except StoreFailure as e:
             errors.append(str(e))
     if plan.delete:
         try:
             await client.delete_keys(list(plan.delete))
-        except S3Failure as e:
+        except StoreFailure as e:
             errors.append(str(e))
     return CleanupReport(client.label, aborted, plan.runs, tuple(errors))
 

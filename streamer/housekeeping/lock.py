@@ -46,8 +46,8 @@ from typing import Any
 
 import anyio
 
-from streamer.errors import BackupFailed, LockHeld
-from streamer.store.s3 import RegionClient, S3Failure
+from streamer.errors import BackupFailed, LockHeld, StoreFailure
+from streamer.store.s3 import RegionClient
 
 LOCK_ATTEMPTS = 2  # per request: the lock must not wait long on a dead region
 CLAIM_TIMEOUT = 30.0  # seconds for one region's whole claim
@@ -301,7 +301,7 @@ class BackupLock:
                     etag = await client.put_object(self.key, body, if_none_match=True,
                                                    attempts=LOCK_ATTEMPTS)
                     return Claim(index, ClaimState.ACQUIRED, etag)
-                except S3Failure as f:
+                except StoreFailure as f:
                     if f.status != 412:
                         raise
                 found = await client.get_with_etag(self.key, attempts=LOCK_ATTEMPTS)
@@ -317,7 +317,7 @@ class BackupLock:
                     etag = await client.put_object(self.key, body, if_match=etag,
                                                    attempts=LOCK_ATTEMPTS)
                     return Claim(index, ClaimState.ACQUIRED, etag, holder=seen)
-                except S3Failure as f:
+                except StoreFailure as f:
                     if f.status not in (404, 412):
                         raise
                     # changed under us (another taker, or our own retried write): look again
@@ -325,7 +325,7 @@ class BackupLock:
                     if found is not None and (h := Holder.decode(found[0])) is not None \
                             and h.token == self.holder.token:
                         return Claim(index, ClaimState.ACQUIRED, found[1], holder=seen)
-        except S3Failure as f:
+        except StoreFailure as f:
             return Claim(index, ClaimState.UNREACHABLE, error=str(f))
         return Claim(index, ClaimState.HELD, holder=seen)
 
@@ -333,7 +333,7 @@ class BackupLock:
         by_index = self.by_index
 
         async def one(claim: Claim) -> None:
-            with anyio.move_on_after(CLAIM_TIMEOUT), contextlib.suppress(S3Failure):
+            with anyio.move_on_after(CLAIM_TIMEOUT), contextlib.suppress(StoreFailure):
                 await by_index[claim.index].delete_object(self.key, if_match=claim.etag,
                                                           attempts=LOCK_ATTEMPTS)
 
@@ -358,7 +358,7 @@ class BackupLock:
                     self.etags[index] = await client.put_object(self.key, body, if_match=etag,
                                                                 attempts=LOCK_ATTEMPTS)
                     self.confirmed_until[index] = self.holder.expires
-                except S3Failure as f:
+                except StoreFailure as f:
                     if f.status not in (404, 412):
                         return  # unknown: the old expiry still counts until it passes
                     found = await client.get_with_etag(self.key, attempts=LOCK_ATTEMPTS)
@@ -371,7 +371,7 @@ class BackupLock:
                         self.etags.pop(index, None)
                         self.confirmed_until.pop(index, None)  # taken over: gone for good
 
-        with contextlib.suppress(S3Failure):
+        with contextlib.suppress(StoreFailure):
             async with anyio.create_task_group() as tg:
                 for index, etag in list(self.etags.items()):
                     tg.start_soon(one, index, etag)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamer.layout.catalog import RunListing, series_runs
-from streamer.settings.config import Periodicity
+from streamer.model import Periodicity
 from streamer.store.s3 import RegionClient
 
 

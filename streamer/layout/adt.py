@@ -39,8 +39,9 @@ import dataclasses
 
 from streamer.errors import ConfigError
 from streamer.layout.catalog import CATALOG_ATTEMPTS, RunListing, list_or_empty, parse_manifest
-from streamer.layout.streamer import STAMP_RE, Placement
-from streamer.settings.config import Config, Periodicity
+from streamer.layout.streamer import Placement
+from streamer.model import STAMP_RE, Periodicity
+from streamer.settings.config import Config
 from streamer.store.s3 import RegionClient
 
 WEBROOT_OBJECT = "applicationsourcecode.tar.gz"

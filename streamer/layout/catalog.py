@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from streamer.errors import IntegrityError
+from streamer import model
+from streamer.errors import IntegrityError, StoreFailure
 from streamer.layout import streamer as layout
-from streamer.pipeline.upload_state import RetryPolicy
-from streamer.settings.config import Config, Periodicity
-from streamer.store.s3 import ObjectInfo, RegionClient, S3Failure, open_region
+from streamer.model import Periodicity
+from streamer.settings.config import Config
+from streamer.store.base import ObjectInfo
+from streamer.store.retry import RetryPolicy
+from streamer.store.s3 import RegionClient, open_region
 
 # Listing and small reads fail over quickly: a dead region costs about a second.
 CATALOG_ATTEMPTS = 2
@@ -60,7 +63,7 @@ class RunListing:
 
     @property
     def when(self) -> datetime:
-        return layout.parse_stamp(self.stamp)
+        return model.parse_stamp(self.stamp)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -90,7 +93,7 @@ def split_run_key(key: str) -> tuple[str, Periodicity, str, str] | None:
         periodicity = Periodicity(period)
     except ValueError:
         return None
-    if not layout.STAMP_RE.fullmatch(stamp):
+    if not model.STAMP_RE.fullmatch(stamp):
         return None
     return build, periodicity, stamp, name
 
@@ -178,7 +181,7 @@ async def read_manifest(client: RegionClient, key: str, key_suffix: str = "") ->
 # ---------------------------------------------------------------- regions
 
 
-def no_bucket(failure: S3Failure) -> bool:
+def no_bucket(failure: StoreFailure) -> bool:
     return failure.code == "NoSuchBucket"
 
 
@@ -186,7 +189,7 @@ async def list_or_empty(client: RegionClient, prefix: str) -> list[ObjectInfo]:
     """Objects under prefix; none if the bucket does not exist (yet) in this region."""
     try:
         return await client.list_objects(prefix, attempts=CATALOG_ATTEMPTS)
-    except S3Failure as f:
+    except StoreFailure as f:
         if no_bucket(f):
             return []
         raise

@@ -7,24 +7,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from streamer.settings.config import Periodicity
+from streamer.model import STAMP_RE, Periodicity
 
-STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-STAMP_RE = re.compile(r"\d{8}T\d{6}Z")
 MANIFEST = "manifest.json"
-
-
-def stamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime(STAMP_FORMAT)
-
-
-def parse_stamp(text: str) -> datetime:
-    return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
 
 
 def series_prefix(build: str, periodicity: Periodicity) -> str:

@@ -15,15 +15,7 @@ from __future__ import annotations
 import weakref
 
 from streamer.pipeline.budget import ByteBudget
-
-
-class PartBody(bytearray):
-    """A part's bytes.  botocore passes a bytearray through untouched, so the
-    signer (see s3.py) can read the precomputed ``sha256_hex`` instead of
-    hashing the body again for every region."""
-
-    sha256_hex: str = ""
-    md5_b64: str = ""
+from streamer.store.base import PartBody
 
 
 class BufferPool:

@@ -20,8 +20,8 @@ from typing import IO, Any, Protocol, cast
 
 import zstandard
 
-from streamer.pipeline.buffers import PartBody
 from streamer.settings.config import ChecksumMode, Compression
+from streamer.store.base import PartBody
 
 READ_SIZE = 1024 * 1024
 

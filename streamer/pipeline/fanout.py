@@ -27,15 +27,16 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from streamer.errors import RegionError, SourceError
+from streamer.errors import RegionError, SourceError, StoreFailure
 from streamer.pipeline.budget import ByteBudget
-from streamer.pipeline.buffers import BufferPool, PartBody
+from streamer.pipeline.buffers import BufferPool
 from streamer.pipeline.chunker import PRODUCER, ChunkFiller, Part
 from streamer.pipeline.sizing import MAX_PARTS, ZSTD_MT_RESERVE, part_size
 from streamer.pipeline.upload_state import Decision, UploadState
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient, S3Failure
+from streamer.store.base import PartBody
+from streamer.store.s3 import RegionClient
 
 ABORT_TIMEOUT = 30.0
 
@@ -303,7 +304,7 @@ class Fanout:
                     async for part in recv:
                         await slots.acquire()
                         tg.start_soon(self._send_part, region, art, state, part, slots)
-            except* (S3Failure, RegionError) as group:
+            except* (StoreFailure, RegionError) as group:
                 reason = str(first_leaf(group))
                 state.fail(reason)
                 self.region_failed(region, reason)
@@ -325,7 +326,7 @@ class Fanout:
                 try:
                     etag = await region.client.upload_part(art.key, state.upload_id, part.number,
                                                            part.body_for(region.index))
-                except S3Failure as f:
+                except StoreFailure as f:
                     if f.status in (403, 404):
                         raise RegionError(str(f)) from None
                     delay = state.part_failed(part.number, f.detail)
@@ -352,7 +353,7 @@ async def abort_upload(client: RegionClient, key: str, state: UploadState) -> No
     with anyio.move_on_after(min(ABORT_TIMEOUT, 2 * client.request_timeout)):
         try:
             await client.abort_multipart(key, state.upload_id)
-        except S3Failure:
+        except StoreFailure:
             pass  # left for `streamer cleanup`, which lists unfinished uploads
 
 

@@ -18,24 +18,26 @@ from typing import Any, Protocol
 
 import anyio
 
-from streamer import __version__
+from streamer import __version__, model
 from streamer.errors import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_PARTIAL,
     BackupFailed,
     SourceError,
+    StoreFailure,
 )
 from streamer.layout import streamer as layout
 from streamer.manifest import ArtifactRecord, build_manifest, encode
+from streamer.model import Periodicity
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun, abort_upload, first_leaf, ready_regions
 from streamer.pipeline.sizing import ZSTD_MT_RESERVE, max_part_size
-from streamer.pipeline.upload_state import RetryPolicy
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
-from streamer.settings.config import Config, Periodicity
-from streamer.store.s3 import RegionClient, S3Failure, open_region
+from streamer.settings.config import Config
+from streamer.store.retry import RetryPolicy
+from streamer.store.s3 import RegionClient, open_region
 
 PREFLIGHT_ATTEMPTS = 3
 
@@ -94,9 +96,9 @@ async def preflight_regions(clients: list[RegionClient]) -> list[RegionRun]:
         try:
             with anyio.fail_after(run.client.request_timeout * PREFLIGHT_ATTEMPTS + 30):
                 await run.client.ensure_bucket()
-        except (S3Failure, TimeoutError) as e:
+        except (StoreFailure, TimeoutError) as e:
             run.alive = False
-            run.failure = str(e) if isinstance(e, S3Failure) else f"{run.label}: preflight timed out"
+            run.failure = str(e) if isinstance(e, StoreFailure) else f"{run.label}: preflight timed out"
 
     async with anyio.create_task_group() as tg:
         for run in runs:
@@ -124,7 +126,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     section 3); ``before_commit`` runs in each region just before its uploads
     are completed (the ADT layout keeps the previous copies there)."""
     started = now or datetime.now(UTC)
-    run_stamp = layout.stamp(started)
+    run_stamp = model.stamp(started)
     ext = config.extension()
     placement = placement or layout.run_placement(build, periodicity, run_stamp, ext)
     webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
@@ -236,7 +238,7 @@ async def _commit(config: Config, result: BackupResult, artifacts: list[Artifact
         if before_commit is not None:
             try:
                 await before_commit(region.client)
-            except S3Failure as e:
+            except StoreFailure as e:
                 fanout.region_failed(region, str(e))
                 return
         for art in artifacts:
@@ -246,7 +248,7 @@ async def _commit(config: Config, result: BackupResult, artifacts: list[Artifact
                 await region.client.complete_multipart(art.key, state.upload_id,
                                                        state.completion_parts())
                 state.completed = True
-            except S3Failure as e:
+            except StoreFailure as e:
                 fanout.region_failed(region, str(e))
                 return
 
@@ -276,7 +278,7 @@ async def _commit(config: Config, result: BackupResult, artifacts: list[Artifact
     async def write(region: RegionRun) -> None:
         try:
             await region.client.put_object(key, body)
-        except S3Failure as e:
+        except StoreFailure as e:
             fanout.region_failed(region, str(e))
 
     async with anyio.create_task_group() as tg:
@@ -307,7 +309,7 @@ async def _delete_run(artifacts: list[ArtifactRun], regions: list[RegionRun],
         with anyio.move_on_after(60):
             try:
                 await region.client.delete_keys(keys)
-            except S3Failure:
+            except StoreFailure:
                 pass  # manifest-less leftovers are removed by `streamer cleanup`
 
     async with anyio.create_task_group() as tg:

@@ -11,22 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from streamer.store.retry import RetryPolicy
+
 
 class Decision(Enum):
     WAIT = "wait"  # parts outstanding or source still running
     READY = "ready"  # source succeeded and every part is acknowledged: may complete
     ABORT = "abort"  # the region failed or the source failed
-
-
-@dataclass
-class RetryPolicy:
-    max_attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        """Delay before attempt ``attempt + 1`` (attempt counts from 1)."""
-        return float(min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1)))
 
 
 @dataclass

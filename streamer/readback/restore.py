@@ -36,9 +36,10 @@ from typing import IO, TypeVar
 import anyio
 import zstandard
 
-from streamer.errors import ConfigError, IntegrityError, NotFound, RegionError, StreamerError
-from streamer.layout import streamer as layout
+from streamer import model
+from streamer.errors import ConfigError, IntegrityError, NotFound, RegionError, StoreFailure, StreamerError
 from streamer.layout.catalog import RunListing, StoredArtifact, StoredManifest, newest_stamp, read_manifest
+from streamer.model import Periodicity
 from streamer.readback.download import (
     RANGE_SIZE,
     HashingReader,
@@ -58,8 +59,8 @@ from streamer.readback.extract import (
     remove_tree,
     same_owner_default,
 )
-from streamer.settings.config import Config, DatabaseConfig, Periodicity
-from streamer.store.s3 import RegionClient, S3Failure
+from streamer.settings.config import Config, DatabaseConfig
+from streamer.store.s3 import RegionClient
 
 RunsOf = Callable[[RegionClient], Awaitable[list[RunListing]]]
 T = TypeVar("T")
@@ -79,7 +80,7 @@ class RestoreRequest:
 def validate_stamp(at: str | None) -> str | None:
     if at is None:
         return None
-    if not layout.STAMP_RE.fullmatch(at):
+    if not model.STAMP_RE.fullmatch(at):
         raise ConfigError(f"--at {at!r} is not a stamp", "use YYYYMMDDTHHMMSSZ as `streamer list` shows")
     return at
 
@@ -110,7 +111,7 @@ async def locate(clients: list[RegionClient], runs_of: RunsOf, at: str | None,
     async def one(client: RegionClient) -> None:
         try:
             found[client.region.index] = [r for r in await runs_of(client) if r.committed]
-        except S3Failure as e:
+        except StoreFailure as e:
             errors[client.region.index] = str(e)
 
     async with anyio.create_task_group() as tg:
@@ -302,7 +303,7 @@ def _drain(stream: IO[bytes], tail: list[bytes], keep: int = 8192) -> None:
 # ---------------------------------------------------------------- the command
 
 
-REGION_FAILURES = (S3Failure, IntegrityError, RegionError)
+REGION_FAILURES = (StoreFailure, IntegrityError, RegionError)
 
 
 def _rate(nbytes: int, seconds: float) -> str:

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import anyio
 
-from streamer.errors import EXIT_FAILED, EXIT_OK, IntegrityError, RegionError
+from streamer.errors import EXIT_FAILED, EXIT_OK, IntegrityError, RegionError, StoreFailure
 from streamer.layout.catalog import RunListing, StoredManifest, read_manifest
 from streamer.readback.download import stream_object
 from streamer.readback.restore import Download, RunsOf, locate, object_ref, validate_stamp
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient, S3Failure
+from streamer.store.s3 import RegionClient
 
 
 @dataclass
@@ -73,7 +73,7 @@ async def check_region(client: RegionClient, run: RunListing | None, stamp: str,
             await stream_object(client, ref, lambda reader: None, range_size=dl.range_size,
                                 in_flight=dl.in_flight)
             check.verified_bytes += ref.size
-    except (S3Failure, IntegrityError, RegionError) as e:
+    except (StoreFailure, IntegrityError, RegionError) as e:
         check.problem = str(e).removeprefix(client.label + ": ")
     check.seconds = time.monotonic() - started
     return check

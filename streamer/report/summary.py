@@ -29,7 +29,7 @@ from streamer.errors import (
     EXIT_USAGE,
     ConfigError,
 )
-from streamer.settings.config import Periodicity
+from streamer.model import Periodicity
 
 if TYPE_CHECKING:  # importing backup pulls in aiobotocore; a failure summary needs none
     from streamer.pipeline.run import BackupResult

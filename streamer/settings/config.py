@@ -15,32 +15,14 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
 from streamer.errors import ConfigError
+from streamer.model import Periodicity
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-
-
-class Periodicity(StrEnum):
-    HOURLY = "hourly"
-    DAILY = "daily"
-    WEEKLY = "weekly"
-    MONTHLY = "monthly"
-    BIMONTHLY = "bimonthly"
-    SHUTDOWN = "shutdown"
-    MANUAL = "manual"
-
-    @classmethod
-    def parse(cls, text: str) -> Periodicity:
-        try:
-            return cls(text.strip().lower())
-        except ValueError:
-            names = ", ".join(p.name for p in cls)
-            raise ConfigError(f"unknown periodicity {text!r}", f"use one of {names}") from None
 
 
 DEFAULT_KEEP: Mapping[Periodicity, int] = {
@@ -52,18 +34,6 @@ DEFAULT_KEEP: Mapping[Periodicity, int] = {
     Periodicity.SHUTDOWN: 3,
     Periodicity.MANUAL: 10,
 }
-
-BUILD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-
-
-def parse_build_identifier(text: str) -> str:
-    if not BUILD_ID_RE.fullmatch(text):
-        raise ConfigError(
-            f"invalid BUILD_IDENTIFIER {text!r}",
-            "use 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
-        )
-    return text
-
 
 class Secret(str):
     """A string whose repr and str-formatting in config dumps is masked."""

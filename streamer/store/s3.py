@@ -1,6 +1,6 @@
 """The object sink: one region's S3 API through aiobotocore.
 
-Everything botocore or aiohttp can raise is translated here into ``S3Failure``
+Everything botocore or aiohttp can raise is translated here into ``StoreFailure``
 (transient or not), so the rest of streamer never sees a library exception.
 Only the calls streamer needs are exposed.
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -33,9 +32,10 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from streamer.pipeline.buffers import PartBody
-from streamer.pipeline.upload_state import RetryPolicy
+from streamer.errors import StoreFailure
 from streamer.settings.config import ChecksumMode, Region
+from streamer.store.base import ObjectInfo, PartBody, UploadInfo
+from streamer.store.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -85,37 +85,6 @@ class PartPayload(aiohttp.payload.Payload):
 aiohttp.payload.register_payload(PartPayload, PartBody, order=aiohttp.payload.Order.try_first)
 
 
-@dataclass
-class S3Failure(Exception):
-    region: str
-    operation: str
-    detail: str
-    transient: bool
-    status: int = 0
-    code: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.region}: {self.operation} failed: {self.detail}"
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """One stored object: key, size in bytes, last modification (UTC, if known)."""
-
-    key: str
-    size: int
-    modified: datetime | None = None
-
-
-@dataclass(frozen=True)
-class UploadInfo:
-    """One unfinished multipart upload and when it was initiated (UTC, if known)."""
-
-    key: str
-    upload_id: str
-    initiated: datetime | None = None
-
-
 def _utc(value: object) -> datetime | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
@@ -126,21 +95,21 @@ _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnava
                     "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
 
 
-def translate(region: str, operation: str, exc: BaseException) -> S3Failure:
+def translate(region: str, operation: str, exc: BaseException) -> StoreFailure:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         code = str(err.get("Code", ""))
         message = str(err.get("Message", "")) or code
         transient = status >= 500 or status in (408, 429) or code in _TRANSIENT_CODES
-        return S3Failure(region, operation, f"{code or status}: {message}", transient, status, code)
+        return StoreFailure(region, operation, f"{code or status}: {message}", transient, status, code)
     if isinstance(exc, TimeoutError):
-        return S3Failure(region, operation, "timed out", True)
+        return StoreFailure(region, operation, "timed out", True)
     if isinstance(exc, BotoCoreError | OSError):
         # Connection refused, DNS, read timeouts: the message names the endpoint, never a key.
-        return S3Failure(region, operation, type(exc).__name__ + ": " + str(exc), True)
+        return StoreFailure(region, operation, type(exc).__name__ + ": " + str(exc), True)
     text = f"{type(exc).__name__}: {exc}"
-    return S3Failure(region, operation, text, True)
+    return StoreFailure(region, operation, text, True)
 
 
 class RegionClient:
@@ -163,7 +132,7 @@ class RegionClient:
         try:
             with anyio.fail_after(self.request_timeout):
                 return await call()
-        except S3Failure:
+        except StoreFailure:
             raise
         except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
             raise translate(self.label, operation, exc) from None
@@ -179,7 +148,7 @@ class RegionClient:
         for attempt in range(1, tries + 1):
             try:
                 return await self._once(operation, call)
-            except S3Failure as failure:
+            except StoreFailure as failure:
                 if not failure.transient or attempt == tries:
                     raise
                 await anyio.sleep(self.policy.delay(attempt))
@@ -192,7 +161,7 @@ class RegionClient:
             await self.call("HeadBucket", lambda: self._client.head_bucket(Bucket=self.bucket),
                             attempts=3)
             return
-        except S3Failure as f:
+        except StoreFailure as f:
             if f.status != 404 and f.code not in ("404", "NoSuchBucket", "NotFound"):
                 raise
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
@@ -200,7 +169,7 @@ class RegionClient:
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region.location}
         try:
             await self.call("CreateBucket", lambda: self._client.create_bucket(**kwargs))
-        except S3Failure as f:
+        except StoreFailure as f:
             if f.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
 
@@ -239,7 +208,7 @@ class RegionClient:
                             lambda: self._client.abort_multipart_upload(
                                 Bucket=self.bucket, Key=key, UploadId=upload_id),
                             attempts=3)
-        except S3Failure as f:
+        except StoreFailure as f:
             if f.status != 404:
                 raise
 
@@ -282,7 +251,7 @@ class RegionClient:
                 return bytes(await stream.read()), str(response.get("ETag", ""))
         try:
             return await self.call("GetObject", go, attempts=attempts)
-        except S3Failure as f:
+        except StoreFailure as f:
             if f.status == 404:
                 return None
             raise
@@ -313,7 +282,7 @@ class RegionClient:
                     pos += len(chunk)
                 extra = await stream.read(1) if pos == expected else b""
             if pos != expected or extra:
-                raise S3Failure(self.label, "GetObject",
+                raise StoreFailure(self.label, "GetObject",
                                 f"short read of {key} bytes {start}-{end}: {pos} bytes", True)
             return data
         return await self.call("GetObject", go)
@@ -324,7 +293,7 @@ class RegionClient:
             response = await self.call(
                 "HeadObject", lambda: self._client.head_object(Bucket=self.bucket, Key=key),
                 attempts=attempts)
-        except S3Failure as f:
+        except StoreFailure as f:
             if f.status == 404:
                 return None
             raise
@@ -339,7 +308,7 @@ class RegionClient:
         try:
             await self.call("DeleteObject", lambda: self._client.delete_object(**kwargs),
                             attempts=attempts)
-        except S3Failure as f:
+        except StoreFailure as f:
             if f.status != 404:
                 raise
 
@@ -349,7 +318,7 @@ class RegionClient:
         try:
             await self.call("CopyObject", lambda: self._client.copy_object(
                 Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}))
-        except S3Failure as f:
+        except StoreFailure as f:
             if f.status == 404 or f.code in ("NoSuchKey", "NotFound"):
                 return False
             raise
@@ -424,7 +393,7 @@ class RegionClient:
             errors = response.get("Errors") or []
             if errors:
                 first = errors[0]
-                raise S3Failure(self.label, "DeleteObjects",
+                raise StoreFailure(self.label, "DeleteObjects",
                                 f"{first.get('Key')}: {first.get('Code')}", False)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from s3util import STREAMER, RegionsEnv, run_streamer
 
+from streamer import model
 from streamer.housekeeping.lock import Holder
-from streamer.layout import streamer as layout
 
 MiB = 1024 * 1024
 
@@ -68,7 +68,7 @@ def test_a_backup_killed_mid_upload_is_invisible_and_cleaned_up(
 def test_cleanup_without_the_lock_touches_only_what_is_older_than_the_horizon(
         regions: RegionsEnv, bucket: str, streamer_env: dict[str, str], tmp_path: Path) -> None:
     env = {**streamer_env, "STREAMER_WEBROOT": str(tmp_path)}
-    stamp = layout.stamp(datetime.now(UTC) - timedelta(seconds=5))
+    stamp = model.stamp(datetime.now(UTC) - timedelta(seconds=5))
     key = f"cl/hourly/{stamp}/webroot.tar.zst"
     other = Holder("t", "web-other", 1, "b", 1, "r", datetime.now(UTC),
                    datetime.now(UTC) + timedelta(minutes=10))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from s3util import RegionsEnv, run_streamer
 
-from streamer.layout import streamer as layout
+from streamer import model
 
 
 def committed(regions: RegionsEnv, bucket: str, index: int, prefix: str) -> list[str]:
@@ -29,7 +29,7 @@ def test_after_n_plus_3_backups_exactly_n_remain_in_every_region(
         time.sleep(1.05)  # stamps have one-second resolution
     assert len(set(stamps)) == 5
     # A run in progress (no manifest) is never retention's business.
-    partial = f"ret/hourly/{layout.stamp(layout.parse_stamp(stamps[0]).replace(year=2000))}/x"
+    partial = f"ret/hourly/{model.stamp(model.parse_stamp(stamps[0]).replace(year=2000))}/x"
     for i in (1, 2, 3):
         regions.client(i).put_object(Bucket=bucket, Key=partial, Body=b"p")
     run = run_streamer(["hourly", "ret"], env)  # the 6th: retention again

@@ -17,7 +17,8 @@ from test_database import PgSetup, pg_fingerprint, pg_setup  # noqa: F401  (fixt
 from treeutil import make_rich_tree, snapshot
 
 from streamer.layout import adt
-from streamer.settings.config import Periodicity, parse_config
+from streamer.model import Periodicity
+from streamer.settings.config import parse_config
 
 pytestmark = pytest.mark.anyio
 

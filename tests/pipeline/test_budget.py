@@ -6,8 +6,9 @@ import anyio
 import pytest
 
 from streamer.pipeline.budget import ByteBudget
-from streamer.pipeline.buffers import BufferPool, PartBody
+from streamer.pipeline.buffers import BufferPool
 from streamer.pipeline.chunker import PRODUCER, Part
+from streamer.store.base import PartBody
 
 pytestmark = pytest.mark.anyio
 

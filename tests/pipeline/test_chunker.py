@@ -11,8 +11,8 @@ import zlib
 import pytest
 import zstandard
 
-from streamer.pipeline.buffers import PartBody
 from streamer.pipeline.chunker import PRODUCER, ChunkFiller, Part, PartReleased
+from streamer.store.base import PartBody
 from streamer.store.s3 import PrecomputedPayloadAuth
 
 

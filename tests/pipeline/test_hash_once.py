@@ -19,8 +19,9 @@ import pytest
 from s3util import RegionsEnv
 
 import streamer.pipeline.chunker
+from streamer.model import Periodicity
 from streamer.pipeline.run import run_backup
-from streamer.settings.config import Periodicity, parse_config
+from streamer.settings.config import parse_config
 
 MiB = 1024 * 1024
 BIG = 64 * 1024  # bodies above this are part payloads, not requests' small XML

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.pipeline.upload_state import Decision, RetryPolicy, UploadState
+from streamer.pipeline.upload_state import Decision, UploadState
+from streamer.store.retry import RetryPolicy
 
 
 def test_ready_only_after_source_ok_and_every_part_acked() -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from streamer import model
 from streamer.commands.maintenance import age
 from streamer.errors import ConfigError, IntegrityError
 from streamer.housekeeping.cleanup import plan_cleanup, upload_started
@@ -24,12 +25,12 @@ from streamer.layout.catalog import (
     parse_manifest,
     split_run_key,
 )
+from streamer.model import Periodicity
 from streamer.readback.download import plan_ranges, ranges_in_flight
 from streamer.readback.safety import ArchiveGuard, Kind, split_member_name
 from streamer.readback.verify import disagreements
-from streamer.settings.config import Periodicity
 from streamer.settings.ops import OpsConfig, parse_duration, parse_ops
-from streamer.store.s3 import ObjectInfo, UploadInfo
+from streamer.store.base import ObjectInfo, UploadInfo
 
 MiB = 1024 * 1024
 H = Periodicity.HOURLY
@@ -279,7 +280,7 @@ def test_age() -> None:
 
 def test_stamp_layout_round_trip() -> None:
     when = datetime(2024, 2, 29, 23, 59, 58, tzinfo=UTC)
-    assert layout.parse_stamp(layout.stamp(when)) == when
+    assert model.parse_stamp(model.stamp(when)) == when
     p = layout.run_placement("s", H, "20240101T000000Z", ".zst")
     assert p.key("webroot") == "s/hourly/20240101T000000Z/webroot.tar.zst"
     assert p.manifest_key == "s/hourly/20240101T000000Z/manifest.json"

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from s3util import RegionsEnv
 
 from streamer.errors import StreamerError
+from streamer.model import Periodicity
 from streamer.pipeline.fanout import ArtifactRun
 from streamer.pipeline.run import BackupResult, RegionResult, run_backup
 from streamer.pipeline.upload_state import UploadState
@@ -22,7 +23,7 @@ from streamer.process import ProcessSource
 from streamer.report.hooks import SECRET_ENV, hook_environment, hook_kind, run_hook
 from streamer.report.metrics import MetricsWriteError, parse, render, try_write_metrics, write_metrics
 from streamer.report.summary import summarize, summarize_failure
-from streamer.settings.config import Periodicity, parse_config
+from streamer.settings.config import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "docs" / "summary.schema.json").read_text())

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 import pytest
 from s3util import RegionsEnv
 
-from streamer.pipeline.buffers import PartBody
+from streamer.errors import StoreFailure
 from streamer.pipeline.chunker import PRODUCER, Part
-from streamer.pipeline.upload_state import RetryPolicy
 from streamer.settings.config import Region, Secret
-from streamer.store.s3 import RegionClient, S3Failure, open_region
+from streamer.store.base import PartBody
+from streamer.store.retry import RetryPolicy
+from streamer.store.s3 import RegionClient, open_region
 
 pytestmark = pytest.mark.anyio
 MiB = 1024 * 1024
@@ -56,7 +57,7 @@ async def test_server_rejects_a_part_that_does_not_match_its_digest(sink: Region
     upload = await sink.create_multipart(key, "application/zstd")
     body = sealed(os.urandom(MiB))
     body[100] ^= 0xFF  # corrupted after its digest was computed
-    with pytest.raises(S3Failure) as info:
+    with pytest.raises(StoreFailure) as info:
         await sink.upload_part(key, upload, 1, body)
     assert info.value.status == 400 and "BadDigest" in str(info.value)
     await sink.abort_multipart(key, upload)
@@ -66,7 +67,7 @@ async def test_server_rejects_a_part_that_does_not_match_its_digest(sink: Region
 async def test_conditional_put_and_delete(sink: RegionClient) -> None:
     key = f"lock/{uuid.uuid4().hex}"
     await sink.put_object(key, b"one", if_none_match=True)
-    with pytest.raises(S3Failure) as info:
+    with pytest.raises(StoreFailure) as info:
         await sink.put_object(key, b"two", if_none_match=True)
     assert info.value.status == 412
     assert await sink.get_bytes(key) == b"one"
@@ -78,7 +79,7 @@ async def test_conditional_put_and_delete(sink: RegionClient) -> None:
 async def test_refused_endpoint_is_a_transient_failure_naming_the_region() -> None:
     region = Region(2, "http://127.0.0.1:9", Secret("a"), Secret("very-secret-key"))
     async with open_region(region, "b-x", "md5", 5, RetryPolicy(max_attempts=2, base_delay=0.05)) as c:
-        with pytest.raises(S3Failure) as info:
+        with pytest.raises(StoreFailure) as info:
             await c.ensure_bucket()
     assert info.value.transient
     assert "region 2 (127.0.0.1:9)" in str(info.value)
