@@ -1,4 +1,5 @@
-"""The vocabulary every layer shares: periodicity, build identifier, run stamp, series.
+"""The vocabulary every layer shares: periodicity, build identifier, run stamp,
+series, and what a backup reports (its result and its progress).
 
 Pure values, no I/O.  A *series* is one build's backups of one periodicity
 (``Series("www-1", Periodicity.HOURLY)``); a *run* is one backup in a series,
@@ -8,9 +9,11 @@ named by its UTC *stamp* (``20261203T092338Z``).  See docs/ARCHITECTURE.md.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any, Protocol
 
 from streamer.errors import ConfigError
 
@@ -65,3 +68,107 @@ def stamp(when: datetime) -> str:
 
 def parse_stamp(text: str) -> datetime:
     return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- results of a backup
+
+
+@dataclass(frozen=True)
+class RegionUpload:
+    """One artifact's multipart upload in one region, as it ended."""
+
+    parts_acknowledged: int = 0
+    retries: int = 0
+
+
+@dataclass
+class ArtifactResult:
+    """One artifact (webroot or database) of one backup: what its source
+    produced and what each region acknowledged.  ``started``/``finished`` are
+    monotonic seconds (0: not reached); ``exit_code`` None: the source never
+    finished."""
+
+    name: str
+    key: str
+    exit_code: int | None = None
+    warning: str | None = None
+    source_bytes: int = 0
+    stored_bytes: int = 0
+    sha256: str = ""
+    parts: int = 0
+    max_part_size: int = 0
+    listed_members: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+    uploads: dict[int, RegionUpload] = field(default_factory=dict)
+
+
+@dataclass
+class RegionResult:
+    """How one region ended a backup: ``committed``, ``failed`` or ``aborted``."""
+
+    index: int
+    endpoint: str
+    status: str  # "committed" | "failed" | "aborted"
+    error: str | None = None
+
+
+@dataclass
+class BackupResult:
+    """What one backup run did, for the summary, the metrics, the hooks and the screen."""
+
+    exit_code: int
+    build: str
+    periodicity: str
+    stamp: str
+    started: datetime
+    ended: datetime
+    regions: list[RegionResult] = field(default_factory=list)
+    artifacts: list[ArtifactResult] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    budget_limit: int = 0
+    budget_peak: int = 0
+
+    @property
+    def committed(self) -> list[RegionResult]:
+        return [r for r in self.regions if r.status == "committed"]
+
+
+# ---------------------------------------------------------------- progress of a backup
+
+
+@dataclass(frozen=True)
+class ProgressRow:
+    """One artifact in one region, at one moment of a running backup."""
+
+    artifact: str
+    region: int
+    endpoint: str
+    status: str  # "uploading" | "ready" | "failed" | "waiting"
+    acked_bytes: int
+    rate: float  # bytes per second since the artifact started
+    outstanding: int  # parts queued or in flight for this artifact and region
+    in_flight: int  # requests in flight for this region, all artifacts
+    retries: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a running backup, taken by the pipeline without I/O."""
+
+    elapsed: float
+    rows: list[ProgressRow]
+    read_bytes: dict[str, int]  # source bytes read so far, per artifact
+    memory_used: int
+    memory_peak: int
+    memory_limit: int
+
+
+class Observer(Protocol):
+    """Watches a running backup (the progress display), calling ``progress()``
+    for a fresh snapshot as often as it likes; cancelled when the streams end.
+    An observer's failure never changes a backup's outcome."""
+
+    async def watch(self, progress: Callable[[], Progress]) -> None: ...

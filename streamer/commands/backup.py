@@ -10,8 +10,8 @@ import anyio
 
 from streamer import model
 from streamer.errors import EXIT_FAILED, StoreFailure
-from streamer.model import Periodicity
-from streamer.pipeline.run import BackupResult, Observer, run_backup
+from streamer.model import BackupResult, Observer, Periodicity
+from streamer.pipeline.run import run_backup
 from streamer.process import ProcessSource
 from streamer.report.progress import LogProgress, TerminalProgress
 from streamer.settings.config import Config

@@ -8,10 +8,11 @@ backpressure -- whenever the slowest live region is ``budget`` bytes behind.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 
 
 class ByteBudget:
@@ -23,11 +24,13 @@ class ByteBudget:
         self.peak = 0
         self._changed = anyio.Event()
         self._thread = threading.get_ident()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # The event loop's token, for releases from other threads (a buffer's
+        # finalizer runs in whichever thread drops the last reference).
+        self._token: anyio.lowlevel.EventLoopToken | None = None
         try:
-            self._loop = asyncio.get_running_loop()
+            self._token = anyio.lowlevel.current_token()
         except RuntimeError:
-            pass
+            pass  # made outside an event loop (unit tests): single-threaded use
 
     async def acquire(self, n: int) -> None:
         if n > self.limit:
@@ -39,9 +42,12 @@ class ByteBudget:
 
     def release(self, n: int) -> None:
         """Give ``n`` bytes back; callable from any thread (buffer finalizers)."""
-        if threading.get_ident() != self._thread and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.release, n)
-            return
+        if threading.get_ident() != self._thread and self._token is not None:
+            try:
+                anyio.from_thread.run_sync(self.release, n, token=self._token)
+                return
+            except anyio.RunFinishedError:
+                pass  # the loop has ended: nobody waits any more, count it here
         if n > self.used:
             raise ValueError(f"releasing {n} bytes but only {self.used} are held")
         self.used -= n

@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import sys
-import zlib
 from collections.abc import Callable, Iterable
-from typing import IO, Any, Protocol, cast
 
-import zstandard
-
-from streamer.settings.config import ChecksumMode, Compression
+from streamer.codec import Compression, CountingSource, compressing_reader
+from streamer.settings.config import ChecksumMode
 from streamer.store.base import PartBody
-
-READ_SIZE = 1024 * 1024
 
 
 class PartReleased(Exception):
@@ -93,82 +87,12 @@ class Part:
         self._on_free(self, body if sys.getrefcount(body) <= 2 else None)
 
 
-class Reader(Protocol):
-    def readinto(self, buffer: memoryview) -> int: ...
-
-
-class CountingSource(io.RawIOBase):
-    """The source's stdout, counting the uncompressed bytes that pass."""
-
-    def __init__(self, fd: int) -> None:
-        self._file = io.FileIO(fd, "rb", closefd=False)
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._file.readinto(buffer) or 0
-        self.count += n
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size) or b""
-        self.count += len(data)
-        return data
-
-
-class _GzipReader:
-    """gzip has no reader that writes into a caller's buffer; this one copies."""
-
-    def __init__(self, source: CountingSource, level: int) -> None:
-        self._source = source
-        self._z = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        self._pending = memoryview(b"")
-        self._eof = False
-
-    def readinto(self, buffer: memoryview) -> int:
-        while not self._pending and not self._eof:
-            data = self._source.read(READ_SIZE)
-            if data:
-                self._pending = memoryview(self._z.compress(data))
-            else:
-                self._eof = True
-                self._pending = memoryview(self._z.flush())
-        n = min(len(self._pending), len(buffer))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-
-ZSTD_JOB_SIZE = 1024 * 1024
-
-
-def make_reader(source: CountingSource, kind: Compression, level: int, threads: int = 0) -> Reader:
-    """A reader of the compressed stream that writes into the caller's buffer.
-
-    zstd compresses straight into the part buffer (no copy); ``threads`` > 0
-    adds zstd worker threads with 1 MiB jobs (at the default job size zstd
-    holds about 180 MiB of incompressible input in flight).  On two cores the
-    single-threaded reader measured fastest: the other core hashes and sends."""
-    if kind == "zstd":
-        params = zstandard.ZstdCompressionParameters.from_level(
-            level, threads=threads, job_size=ZSTD_JOB_SIZE if threads else 0)
-        cctx = zstandard.ZstdCompressor(compression_params=params)
-        reader: Reader = cctx.stream_reader(cast(IO[bytes], source), read_size=READ_SIZE,
-                                            closefd=False)
-        return reader
-    if kind == "gzip":
-        return _GzipReader(source, level)
-    return source
-
-
 class ChunkFiller:
     """Reads a source to EOF, yielding compressed parts of given sizes."""
 
     def __init__(self, fd: int, kind: Compression, level: int, threads: int = 0) -> None:
         self.source = CountingSource(fd)
-        self.reader = make_reader(self.source, kind, level, threads)
+        self.reader = compressing_reader(self.source, kind, level, threads)
         self.sha256 = hashlib.sha256()
         self.stored_bytes = 0
         self.exhausted = False

@@ -47,11 +47,3 @@ def max_stream_bytes(max_part: int) -> int:
     for block in range(MAX_PARTS // DOUBLING_EVERY):
         total += DOUBLING_EVERY * min(max_part, MIN_PART << block)
     return total
-
-
-# A multi-threaded zstd stream (STREAMER_COMPRESSION_THREADS > 0, 1 MiB jobs)
-# holds about 27 MiB of working memory under incompressible input (measured:
-# 39 MiB process peak vs 12 MiB without it); it is reserved from the budget.
-# Single-threaded zstd (about 8 MiB) and gzip (256 KiB) are allocated in full
-# at first use and so belong to the baseline.
-ZSTD_MT_RESERVE = 32 * MiB

@@ -35,10 +35,11 @@ import tarfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol, cast
+from typing import IO, cast
 
 import zstandard
 
+from streamer.codec import Readable
 from streamer.errors import IntegrityError, StreamerError
 from streamer.readback.safety import Admitted, ArchiveGuard, Kind, Parts
 
@@ -50,24 +51,6 @@ BLOCK = 128 * 1024
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FD_CACHE = 128
 TEMP_PREFIX = ".streamer-restore-"
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-def decompressed(raw: Readable, compression: str) -> Readable:
-    """The uncompressed view of a stored stream."""
-    if compression == "zstd":
-        reader: Readable = zstandard.ZstdDecompressor().stream_reader(
-            cast(IO[bytes], raw), read_size=BLOCK, read_across_frames=True)
-        return reader
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=cast(IO[bytes], raw), mode="rb")
-    if compression == "none":
-        return raw
-    raise IntegrityError(f"unknown compression {compression!r} in the manifest",
-                         "restore with a newer streamer")
 
 
 def kind_of(ti: tarfile.TarInfo) -> Kind:

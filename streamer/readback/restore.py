@@ -26,7 +26,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,12 +33,13 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 import anyio
-import zstandard
 
 from streamer import model
+from streamer.codec import DECOMPRESS_ERRORS, decompressed
 from streamer.errors import ConfigError, IntegrityError, NotFound, RegionError, StoreFailure, StreamerError
 from streamer.layout.catalog import RunListing, StoredArtifact, StoredManifest, newest_stamp, read_manifest
 from streamer.model import Periodicity
+from streamer.process import Child
 from streamer.readback.download import (
     RANGE_SIZE,
     HashingReader,
@@ -52,7 +52,6 @@ from streamer.readback.extract import (
     TEMP_PREFIX,
     ExtractStats,
     apply_dir_attrs,
-    decompressed,
     extract_tar,
     is_empty_dir,
     promote,
@@ -194,37 +193,6 @@ async def restore_tree(client: RegionClient, ref: ObjectRef, compression: str, t
             await anyio.to_thread.run_sync(_remove_if_exists, temp)
 
 
-async def _with_child(proc: subprocess.Popen[bytes], work: Awaitable[T]) -> T:
-    """Await ``work``, then the child's exit; kill the child if the work fails or is
-    cancelled (a thread blocked writing to it then returns)."""
-    errors: list[Exception] = []
-    results: list[T] = []
-    finished = False
-    async with anyio.create_task_group() as tg:
-        async def guard() -> None:
-            try:
-                await anyio.sleep_forever()
-            finally:
-                if not finished and proc.poll() is None:
-                    proc.kill()
-
-        tg.start_soon(guard)
-        try:
-            results.append(await work)
-            finished = True
-        except Exception as e:  # re-raised below, outside the task group
-            errors.append(e)
-        finally:
-            tg.cancel_scope.cancel()
-    if errors and proc.poll() is None:
-        proc.kill()
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(proc.wait)  # on success: until it has finished its input
-    if errors:
-        raise errors[0]
-    return results[0]
-
-
 def _remove_if_exists(path: Path) -> None:
     if os.path.lexists(path):
         remove_tree(str(path))
@@ -246,7 +214,7 @@ def _feed(reader: HashingReader, compression: str, stdin: IO[bytes]) -> None:
     except BrokenPipeError:
         reader.finish()  # a damaged copy explains it (IntegrityError); else the client failed
         raise StreamerError("the database client stopped reading its input") from None
-    except (zstandard.ZstdError, EOFError, OSError) as e:
+    except DECOMPRESS_ERRORS as e:
         raise IntegrityError(f"{reader.where}: {reader.ref.key}: cannot decompress: {e}",
                              "the stored copy is damaged") from None
     stdin.close()
@@ -260,17 +228,18 @@ async def restore_database(client: RegionClient, ref: ObjectRef, compression: st
         await stream_object(client, ref, lambda reader: None, range_size=dl.range_size,
                             in_flight=dl.in_flight)
     with restore_client(db) as source:
-        proc = subprocess.Popen(  # noqa: ASYNC220  (fork+exec is quick; waited for in a thread)
-            source.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env={**os.environ, **source.env}, start_new_session=True)
-        assert proc.stdin is not None and proc.stderr is not None
-        tail: list[bytes] = []
-        drainer = threading.Thread(target=_drain, args=(proc.stderr, tail), daemon=True)
-        drainer.start()
-        stdin = proc.stdin
+        try:
+            child = Child.spawn(source.argv, env=source.env, stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL)
+        except OSError as e:
+            raise StreamerError(f"database restore failed: cannot start {source.argv[0]}: "
+                                f"{e.strerror}", "check that it is installed and on PATH") from None
+        assert child.proc.stdin is not None
+        child.start_tail()
+        stdin = child.proc.stdin
         error: Exception | None = None
         try:
-            await _with_child(proc, stream_object(
+            await child.supervise(stream_object(
                 client, ref, lambda reader: _feed(reader, compression, stdin),
                 range_size=dl.range_size, in_flight=dl.in_flight))
         except IntegrityError:
@@ -278,26 +247,13 @@ async def restore_database(client: RegionClient, ref: ObjectRef, compression: st
         except Exception as e:
             error = e
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(drainer.join, 10)
-        code = proc.returncode
-        message = b"".join(tail).decode(errors="replace").strip().splitlines()
-        last = message[-1] if message else "no message"
+            await child.tail_done()
+        code = child.returncode
         if error is not None or code != 0:
             raise StreamerError(f"database restore failed: {os.path.basename(source.argv[0])} "
-                                f"exited with status {code}: {last}",
+                                f"exited with status {code}: {child.last_line() or 'no message'}",
                                 "check that the target database exists, is empty and the user may "
                                 "write to it") from None
-
-
-def _drain(stream: IO[bytes], tail: list[bytes], keep: int = 8192) -> None:
-    held = b""
-    with contextlib.suppress(OSError, ValueError):
-        while True:
-            data = stream.read(65536)
-            if not data:
-                break
-            held = (held + data)[-keep:]
-    tail.append(held)
 
 
 # ---------------------------------------------------------------- the command

@@ -13,7 +13,6 @@ killed) or cannot be started is reported in the returned ``HookOutcome``;
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
+
+from streamer.process import Child
 
 # Never handed to a hook: credentials streamer itself uses.
 SECRET_ENV = frozenset({
@@ -103,11 +104,6 @@ def _tail(data: bytes) -> str:
     return "\n".join(text.splitlines()[-TAIL_LINES:])
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
 async def _read_into(fd: int, buf: bytearray) -> None:
     """Read a non-blocking pipe to EOF, keeping only its tail."""
     while True:
@@ -138,20 +134,6 @@ async def _feed(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
-async def _wait(proc: subprocess.Popen[bytes]) -> int:
-    """Wait for the process without a thread: a pidfd where the kernel has them."""
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (OSError, AttributeError):
-        return await anyio.to_thread.run_sync(proc.wait, abandon_on_cancel=True)
-    try:
-        while proc.poll() is None:
-            await anyio.wait_readable(pidfd)
-    finally:
-        os.close(pidfd)
-    return proc.returncode
-
-
 # The timeout is part of the hook's contract (its process group is killed),
 # not a cancellation the caller could impose from outside.
 async def run_hook(command: str, summary: Mapping[str, Any], *, timeout: float = 60,  # noqa: ASYNC109
@@ -162,18 +144,14 @@ async def run_hook(command: str, summary: Mapping[str, Any], *, timeout: float =
     stripped from it either way)."""
     data = (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()
     started = time.monotonic()
-    # subprocess, not the event loop's spawn: uvloop (libuv) leaves its copies
-    # of the child's stdio pipes open in the hook's own children, so a
-    # backgrounded grandchild would hold the output pipe open; Popen's
-    # close_fds keeps the hook's descendants to fds 0-2.  fork+exec is quick.
     try:
-        proc = subprocess.Popen(  # noqa: ASYNC220
-            ["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env=hook_environment(summary, environ),
-            start_new_session=True, close_fds=True)
+        child = Child.spawn(["/bin/sh", "-c", command], env=hook_environment(summary, environ),
+                            replace_env=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     except OSError as e:
         return HookOutcome("not_started", None, time.monotonic() - started, timeout,
                            error=e.strerror or str(e))
+    proc = child.proc
     assert proc.stdin is not None and proc.stdout is not None
     in_fd, out_fd = os.dup(proc.stdin.fileno()), os.dup(proc.stdout.fileno())
     proc.stdin.close()
@@ -195,25 +173,25 @@ async def run_hook(command: str, summary: Mapping[str, Any], *, timeout: float =
             tg.start_soon(_feed, in_fd, data)
             tg.start_soon(read)
             with anyio.move_on_after(timeout) as scope:
-                await _wait(proc)
+                await child.wait()
             if scope.cancelled_caught:
                 timed_out = True
-                _signal_group(proc.pid, signal.SIGTERM)
+                child.kill(signal.SIGTERM, group=True)
                 with anyio.move_on_after(KILL_GRACE):
-                    await _wait(proc)
-                _signal_group(proc.pid, signal.SIGKILL)
-                await _wait(proc)
+                    await child.wait()
+                child.kill(signal.SIGKILL, group=True)
+                await child.wait()
             # The shell is gone; a background child may still hold the output
             # pipe.  Give it a moment, then end what is left of the group.
             with anyio.move_on_after(DRAIN_AFTER_EXIT):
                 await done_reading.wait()
             if not done_reading.is_set():
-                _signal_group(proc.pid, signal.SIGKILL)
+                child.kill(signal.SIGKILL, group=True)
             tg.cancel_scope.cancel()
     finally:
         os.close(out_fd)
         if proc.poll() is None:  # cancelled from outside: leave nothing behind
-            _signal_group(proc.pid, signal.SIGKILL)
+            child.kill(signal.SIGKILL, group=True)
             proc.wait()
     duration = time.monotonic() - started
     code = proc.returncode

@@ -1,77 +1,27 @@
 """Progress of a running backup: a live table on a terminal, plain lines elsewhere.
 
-``snapshot`` reads the pipeline's counters (no I/O); the two observers only
-render it.  Both are ``backup.Observer``s, run in the backup's task group and
-cancelled when the streams end.
+The pipeline takes the snapshots (``streamer.model.Progress``, no I/O); the
+two observers here only render them.  Both are ``model.Observer``s, run in
+the backup's task group and cancelled when the streams end.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TextIO
 
 import anyio
+from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
-from streamer.pipeline.fanout import ArtifactRun, Fanout
-from streamer.pipeline.upload_state import Decision
+from streamer.model import Progress
 
 MB = 1e6
 
 
-@dataclass(frozen=True)
-class Row:
-    artifact: str
-    region: int
-    endpoint: str
-    status: str  # "uploading" | "ready" | "failed" | "waiting"
-    acked_bytes: int
-    rate: float  # bytes per second since the artifact started
-    outstanding: int  # parts queued or in flight for this artifact and region
-    in_flight: int  # requests in flight for this region, all artifacts
-    retries: int
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    elapsed: float
-    rows: list[Row]
-    read_bytes: dict[str, int]  # source bytes read so far, per artifact
-    memory_used: int
-    memory_peak: int
-    memory_limit: int
-
-
-def snapshot(fanout: Fanout, artifacts: list[ArtifactRun], now: float | None = None) -> Snapshot:
-    now = time.monotonic() if now is None else now
-    started = min((a.started for a in artifacts if a.started), default=now)
-    rows: list[Row] = []
-    regions = {r.index: r for r in fanout.regions}
-    for art in artifacts:
-        secs = max(now - art.started, 1e-6) if art.started else 1e-6
-        for index, state in sorted(art.states.items()):
-            region = regions[index]
-            decision = state.decision()
-            if not region.alive or decision is Decision.ABORT:
-                status = "failed"
-            elif decision is Decision.READY:
-                status = "ready"
-            elif state.upload_id is None:
-                status = "waiting"
-            else:
-                status = "uploading"
-            acked = state.acked_bytes
-            rows.append(Row(art.name, index, region.client.region.endpoint, status, acked,
-                            acked / secs, state.outstanding, region.in_flight, state.retries))
-    read = {a.name: (a.filler.source_bytes if a.filler is not None else a.source_bytes)
-            for a in artifacts}
-    return Snapshot(now - started, rows, read, fanout.budget.used, fanout.budget.peak,
-                    fanout.budget.limit)
-
-
-def format_lines(snap: Snapshot) -> list[str]:
+def format_lines(snap: Progress) -> list[str]:
     """Plain, control-character-free lines: one per artifact and region, one for memory."""
     lines = [
         f"progress {r.artifact} region {r.region}: {r.status}, {r.acked_bytes / MB:.1f} MB sent, "
@@ -93,10 +43,10 @@ class LogProgress:
         self.interval = interval
         self.out = out or sys.stdout
 
-    async def watch(self, fanout: Fanout, artifacts: list[ArtifactRun]) -> None:
+    async def watch(self, progress: Callable[[], Progress]) -> None:
         while True:
             await anyio.sleep(self.interval)
-            for line in format_lines(snapshot(fanout, artifacts)):
+            for line in format_lines(progress()):
                 print(line, file=self.out, flush=True)
 
 
@@ -106,17 +56,15 @@ class TerminalProgress:
     def __init__(self, refresh: float = 0.25) -> None:
         self.refresh = refresh
 
-    async def watch(self, fanout: Fanout, artifacts: list[ArtifactRun]) -> None:
-        from rich.console import Console
-        from rich.live import Live
+    async def watch(self, progress: Callable[[], Progress]) -> None:
 
         with Live(console=Console(stderr=True), auto_refresh=False, transient=True) as live:
             while True:
-                live.update(self._table(snapshot(fanout, artifacts)), refresh=True)
+                live.update(self._table(progress()), refresh=True)
                 await anyio.sleep(self.refresh)
 
     @staticmethod
-    def _table(snap: Snapshot) -> Table:
+    def _table(snap: Progress) -> Table:
 
         read = ", ".join(f"{name} {n / MB:.1f} MB read" for name, n in snap.read_bytes.items())
         table = Table(title=f"streamer {snap.elapsed:.0f}s — {read} — memory "

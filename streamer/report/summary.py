@@ -17,7 +17,7 @@ import re
 import socket
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamer import __version__
 from streamer.errors import (
@@ -29,10 +29,7 @@ from streamer.errors import (
     EXIT_USAGE,
     ConfigError,
 )
-from streamer.model import Periodicity
-
-if TYPE_CHECKING:  # importing backup pulls in aiobotocore; a failure summary needs none
-    from streamer.pipeline.run import BackupResult
+from streamer.model import BackupResult, Periodicity
 
 SCHEMA_VERSION = 1
 SCHEMA_ID = "https://streamer.invalid/schemas/summary-v1.json"
@@ -147,14 +144,14 @@ def summarize(result: BackupResult, *, exit_code: int, duration: float,
 
     regions: list[dict[str, Any]] = []
     for r in sorted(result.regions, key=lambda r: r.index):
-        states = [a.states[r.index] for a in result.artifacts if r.index in a.states]
+        uploads = [a.uploads[r.index] for a in result.artifacts if r.index in a.uploads]
         regions.append({
             "index": r.index,
             "endpoint": _scrub(safe_endpoint(r.endpoint), secrets),
             "status": r.status,
             "error": _scrub(r.error, secrets),
-            "parts_acknowledged": sum(len(s.etags) for s in states),
-            "retries": sum(s.retries for s in states),
+            "parts_acknowledged": sum(u.parts_acknowledged for u in uploads),
+            "retries": sum(u.retries for u in uploads),
         })
     out["regions"] = regions
     out["regions_total"] = len(regions)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from streamer import codec
+from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
 
@@ -83,7 +85,6 @@ class DatabaseConfig:
         return 5432 if self.engine == "postgres" else 3306
 
 
-Compression = Literal["zstd", "gzip", "none"]
 ChecksumMode = Literal["sha256", "md5", "crc32"]
 Layout = Literal["streamer", "adt"]
 
@@ -129,7 +130,7 @@ class Config:
         return self.quorum or len(self.regions)
 
     def extension(self) -> str:
-        return {"zstd": ".zst", "gzip": ".gz", "none": ""}[self.compression]
+        return codec.extension(self.compression)
 
     def describe(self) -> dict[str, object]:
         """The effective config with secrets masked (for ``config check``)."""

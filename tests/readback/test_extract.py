@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from streamer.codec import decompressed
 from streamer.errors import IntegrityError
-from streamer.readback.extract import apply_dir_attrs, decompressed, extract_tar, promote
+from streamer.readback.extract import apply_dir_attrs, extract_tar, promote
 
 MTIME = 1_600_000_000
 

@@ -15,11 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from s3util import RegionsEnv
 
 from streamer.errors import StreamerError
-from streamer.model import Periodicity
-from streamer.pipeline.fanout import ArtifactRun
-from streamer.pipeline.run import BackupResult, RegionResult, run_backup
-from streamer.pipeline.upload_state import UploadState
-from streamer.process import ProcessSource
+from streamer.model import ArtifactResult, BackupResult, Periodicity, RegionResult, RegionUpload
+from streamer.pipeline.run import run_backup
 from streamer.report.hooks import SECRET_ENV, hook_environment, hook_kind, run_hook
 from streamer.report.metrics import MetricsWriteError, parse, render, try_write_metrics, write_metrics
 from streamer.report.summary import summarize, summarize_failure
@@ -39,9 +36,8 @@ def validate(summary: dict[str, Any]) -> None:
 
 
 def artifact(name: str, *, regions: tuple[int, ...], finished: bool = True,
-             source_bytes: int = 3_000_000, stored_bytes: int = 1_000_000) -> ArtifactRun:
-    art = ArtifactRun(name, f"site-1/hourly/20260501T023007Z/{name}.tar.zst",
-                      ProcessSource(name, ("tar", "-c")))
+             source_bytes: int = 3_000_000, stored_bytes: int = 1_000_000) -> ArtifactResult:
+    art = ArtifactResult(name, f"site-1/hourly/20260501T023007Z/{name}.tar.zst")
     art.started = 100.0
     art.finished = 102.0 if finished else 0.0
     art.exit_code = 0 if finished else None
@@ -49,10 +45,7 @@ def artifact(name: str, *, regions: tuple[int, ...], finished: bool = True,
     art.parts, art.max_part_size = 2, 8 * 1024 * 1024
     art.sha256 = SHA if finished else ""
     for index in regions:
-        state = UploadState()
-        state.etags = {1: "e1", 2: "e2"}
-        state.retries = index - 1
-        art.states[index] = state
+        art.uploads[index] = RegionUpload(parts_acknowledged=2, retries=index - 1)
     return art
 
 

@@ -1,0 +1,194 @@
+"""The producer: one source subprocess cut into parts, each sealed once and queued to every region.
+
+    source (a Child) -> ChunkFiller (worker thread: read, compress, hash the
+    stream) -> Part (held once) -> seal (one sealing thread: the part's digest)
+    -> one queue per live region
+
+The producer takes a pooled buffer (``BufferPool.take`` waits on the memory
+budget: the backpressure), fills it in a worker thread, and creates the
+``Part`` with its holders fixed at that moment: itself and every live region.
+Sealing and queueing run beside the next fill, on one thread (more would take
+CPU from the producer, the critical path).  See docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from streamer.codec import compressor_reserve
+from streamer.errors import SourceError
+from streamer.pipeline.chunker import PRODUCER, ChunkFiller, Part
+from streamer.pipeline.sizing import MAX_PARTS, part_size
+from streamer.process import Child, exit_text
+from streamer.store.base import PartBody
+
+if TYPE_CHECKING:  # the fan-out owns the producer; imported for annotations only
+    from streamer.pipeline.fanout import ArtifactRun, Fanout
+
+Senders = dict[int, MemoryObjectSendStream[Part]]
+F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
+
+
+async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGroup) -> None:
+    """Run ``art``'s source to its end, every part queued to the regions; then
+    judge its exit (a warning exit is recorded, a failure raises SourceError)."""
+    child, listing_fd = _spawn(art)
+    assert child.proc.stdout is not None
+    _grow_pipe(child.proc.stdout.fileno())
+    filler = ChunkFiller(child.proc.stdout.fileno(), fanout.config.compression,
+                         fanout.config.compression_level, art.compress_threads)
+    art.filler = filler
+    child.start_tail()
+    counter = [0]
+    counted = anyio.Event()
+    if listing_fd >= 0:
+        tg.start_soon(_count_lines, listing_fd, counter, counted)
+    else:
+        counted.set()
+    idle = threading.Event()  # set while no fill is running in a worker thread
+    idle.set()
+    reserve = compressor_reserve(fanout.config.compression, art.compress_threads)
+    try:
+        await fanout.budget.acquire(reserve)  # the compressor's working memory
+        await _cut_parts(fanout, art, filler, senders, idle)
+        code = await child.wait()
+    finally:
+        fanout.budget.release(reserve)
+        await child.reap()
+        # The source has exited, so its pipes reach EOF and the reader
+        # threads finish; only then is stdout closed.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+            await anyio.to_thread.run_sync(idle.wait, 10.0)
+            await child.tail_done()
+            await counted.wait()
+        child.proc.stdout.close()
+    art.source_bytes = filler.source_bytes
+    art.stored_bytes = filler.stored_bytes
+    art.sha256 = filler.sha256.hexdigest()
+    art.listed_members = counter[0]
+    _judge_exit(art, child, code)
+
+
+def _spawn(art: ArtifactRun) -> tuple[Child, int]:
+    """Start the source; returns it and the read end of its listing pipe (or -1)."""
+    source = art.source
+    list_r, list_w = os.pipe() if source.listing else (-1, -1)
+    argv = [a.replace("{listing_fd}", str(list_w)) for a in source.argv]
+    try:
+        child = Child.spawn(argv, env=source.env, cwd=source.cwd,
+                            pass_fds=(list_w,) if source.listing else ())
+    except OSError as e:
+        if list_r >= 0:
+            os.close(list_r)
+        raise SourceError(f"{art.name}: cannot start {argv[0]}: {e.strerror}",
+                          "check that it is installed and on PATH") from None
+    finally:
+        if list_w >= 0:
+            os.close(list_w)
+    return child, list_r
+
+
+async def _cut_parts(fanout: Fanout, art: ArtifactRun, filler: ChunkFiller, senders: Senders,
+                     idle: threading.Event) -> None:
+    """Fill parts until the source's EOF; each is sealed and queued beside the next fill."""
+
+    def fill(body: PartBody) -> int:
+        idle.clear()
+        try:
+            return filler.fill(body)
+        finally:
+            idle.set()
+
+    async with anyio.create_task_group() as sealers:
+        number = 0
+        while not filler.exhausted:
+            number += 1
+            if number > MAX_PARTS:
+                raise SourceError(f"{art.name} exceeds {MAX_PARTS} parts of at most "
+                                  f"{fanout.max_part} bytes", "raise STREAMER_MEMORY_BUDGET")
+            size = part_size(number, fanout.max_part)
+            body = await fanout.pool.take(size)
+            n = await anyio.to_thread.run_sync(fill, body, abandon_on_cancel=True)
+            if n < size:
+                if n == 0 and number > 1:
+                    fanout.pool.give_back(body, size)
+                    break  # the stream ended exactly at a part boundary
+                del body[n:]  # the last part: never pooled again
+            holders = (r.index for r in fanout.live if r.index in senders)
+            part = Part(number, body, holders, fanout.part_freed)
+            del body
+            fanout.held.add(part)
+            art.parts = number
+            art.max_part_size = max(art.max_part_size, len(part))
+            sealers.start_soon(_seal_and_queue, fanout, art, part, senders)
+
+
+async def _seal_and_queue(fanout: Fanout, art: ArtifactRun, part: Part, senders: Senders) -> None:
+    """Seal the part, queue it to every region that still holds it, and let go.
+
+    A region dropped while the part waited for the sealing thread has already
+    released it (``Fanout.region_failed``), so it is not queued there; the
+    producer's own claim keeps the buffer until this returns."""
+    try:
+        await anyio.to_thread.run_sync(part.seal, fanout.config.checksum, limiter=fanout.sealing)
+        now = time.monotonic()
+        for region in fanout.live:
+            if not part.holds(region.index):
+                continue
+            art.states[region.index].part_queued(part.number, len(part))
+            if region.outstanding == 0:
+                region.last_progress = now  # idle time waiting for the producer is no stall
+            region.outstanding += 1
+            try:
+                senders[region.index].send_nowait(part)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                part.release(region.index)  # the worker is gone: it is being dropped
+    finally:
+        part.release(PRODUCER)
+
+
+def _judge_exit(art: ArtifactRun, child: Child, code: int) -> None:
+    """Record the source's verdict on the artifact and on every region's upload."""
+    art.exit_code = code
+    art.stderr_tail = child.tail[-2000:]
+    last_line = child.last_line(ignore="Exiting with failure status")
+    source = art.source
+    if code in source.warn_exit_codes:
+        art.warning = f"{source.warn_text} (exit {code}: {last_line})"
+    elif code != 0:
+        for state in art.states.values():
+            state.source_finished(False)
+        raise SourceError(f"{art.name}: {os.path.basename(source.argv[0])} {exit_text(code)}: "
+                          f"{last_line or 'no message'}")
+    for state in art.states.values():
+        state.source_finished(True)
+
+
+def _grow_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe so the producer reads in large blocks (Linux only)."""
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, F_SETPIPE_SZ, 1024 * 1024)
+
+
+async def _count_lines(fd: int, counter: list[int], done: anyio.Event) -> None:
+    """Count the lines of the source's listing (tar's members) until EOF."""
+    def run() -> None:
+        try:
+            while True:
+                data = os.read(fd, 65536)
+                if not data:
+                    break
+                counter[0] += data.count(b"\n")
+        finally:
+            os.close(fd)
+    await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+    done.set()
