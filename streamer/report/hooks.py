@@ -159,35 +159,8 @@ async def run_hook(command: str, summary: Mapping[str, Any], *, timeout: float =
     os.set_blocking(in_fd, False)
     os.set_blocking(out_fd, False)
     output = bytearray()
-    timed_out = False
     try:
-        async with anyio.create_task_group() as tg:
-            done_reading = anyio.Event()
-
-            async def read() -> None:
-                try:
-                    await _read_into(out_fd, output)
-                finally:
-                    done_reading.set()
-
-            tg.start_soon(_feed, in_fd, data)
-            tg.start_soon(read)
-            with anyio.move_on_after(timeout) as scope:
-                await child.wait()
-            if scope.cancelled_caught:
-                timed_out = True
-                child.kill(signal.SIGTERM, group=True)
-                with anyio.move_on_after(KILL_GRACE):
-                    await child.wait()
-                child.kill(signal.SIGKILL, group=True)
-                await child.wait()
-            # The shell is gone; a background child may still hold the output
-            # pipe.  Give it a moment, then end what is left of the group.
-            with anyio.move_on_after(DRAIN_AFTER_EXIT):
-                await done_reading.wait()
-            if not done_reading.is_set():
-                child.kill(signal.SIGKILL, group=True)
-            tg.cancel_scope.cancel()
+        timed_out = await _run(child, in_fd, out_fd, data, output, timeout)
     finally:
         os.close(out_fd)
         if proc.poll() is None:  # cancelled from outside: leave nothing behind
@@ -201,3 +174,38 @@ async def run_hook(command: str, summary: Mapping[str, Any], *, timeout: float =
     if code == 0:
         return HookOutcome("ok", 0, duration, timeout, tail)
     return HookOutcome("failed", code, duration, timeout, tail)
+
+
+async def _run(child: Child, in_fd: int, out_fd: int, data: bytes, output: bytearray,
+               timeout: float) -> bool:  # noqa: ASYNC109  (the hook's own contract)
+    """Feed the summary, collect the output, wait for the shell; returns
+    whether it timed out (its process group is then ended: TERM, then KILL)."""
+    timed_out = False
+    async with anyio.create_task_group() as tg:
+        done_reading = anyio.Event()
+
+        async def read() -> None:
+            try:
+                await _read_into(out_fd, output)
+            finally:
+                done_reading.set()
+
+        tg.start_soon(_feed, in_fd, data)
+        tg.start_soon(read)
+        with anyio.move_on_after(timeout) as scope:
+            await child.wait()
+        if scope.cancelled_caught:
+            timed_out = True
+            child.kill(signal.SIGTERM, group=True)
+            with anyio.move_on_after(KILL_GRACE):
+                await child.wait()
+            child.kill(signal.SIGKILL, group=True)
+            await child.wait()
+        # The shell is gone; a background child may still hold the output
+        # pipe.  Give it a moment, then end what is left of the group.
+        with anyio.move_on_after(DRAIN_AFTER_EXIT):
+            await done_reading.wait()
+        if not done_reading.is_set():
+            child.kill(signal.SIGKILL, group=True)
+        tg.cancel_scope.cancel()
+    return timed_out

@@ -142,6 +142,32 @@ def summarize(result: BackupResult, *, exit_code: int, duration: float,
                 error=_scrub(error, secrets), host=host)
     out["warnings"] = [_scrub(w, secrets) for w in result.warnings]
 
+    regions = _regions(result, secrets)
+    out["regions"] = regions
+    out["regions_total"] = len(regions)
+    out["regions_committed"] = sum(1 for r in regions if r["status"] == "committed")
+    out["regions_failed"] = len(regions) - out["regions_committed"]
+    out["artifacts"], spans = _artifacts(result, secrets)
+
+    stream_seconds = (max(e for _, e in spans) - min(s for s, _ in spans)) if spans else None
+    source_total = sum(a.source_bytes for a in result.artifacts)
+    out["totals"] = {
+        "source_bytes": source_total,
+        "stored_bytes": sum(a.stored_bytes for a in result.artifacts),
+        "parts": sum(a.parts for a in result.artifacts),
+        "stream_seconds": None if stream_seconds is None else round(stream_seconds, 3),
+        "throughput_mb_per_s": _rate(source_total, stream_seconds),
+    }
+    out["memory"] = {
+        "budget_bytes": result.budget_limit or None,
+        "peak_bytes": result.budget_peak,
+        "rss_peak_bytes": rss_peak_bytes,
+    }
+    return out
+
+
+def _regions(result: BackupResult, secrets: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One entry per region: its status and how many parts it acknowledged."""
     regions: list[dict[str, Any]] = []
     for r in sorted(result.regions, key=lambda r: r.index):
         uploads = [a.uploads[r.index] for a in result.artifacts if r.index in a.uploads]
@@ -153,11 +179,12 @@ def summarize(result: BackupResult, *, exit_code: int, duration: float,
             "parts_acknowledged": sum(u.parts_acknowledged for u in uploads),
             "retries": sum(u.retries for u in uploads),
         })
-    out["regions"] = regions
-    out["regions_total"] = len(regions)
-    out["regions_committed"] = sum(1 for r in regions if r["status"] == "committed")
-    out["regions_failed"] = len(regions) - out["regions_committed"]
+    return regions
 
+
+def _artifacts(result: BackupResult, secrets: tuple[str, ...]
+               ) -> tuple[dict[str, dict[str, Any]], list[tuple[float, float]]]:
+    """One entry per artifact, and the (start, end) spans of those that streamed."""
     artifacts: dict[str, dict[str, Any]] = {}
     spans: list[tuple[float, float]] = []
     for art in result.artifacts:
@@ -178,23 +205,7 @@ def summarize(result: BackupResult, *, exit_code: int, duration: float,
             "throughput_mb_per_s": _rate(art.source_bytes, seconds),
             "warning": _scrub(art.warning, secrets),
         }
-    out["artifacts"] = artifacts
-
-    stream_seconds = (max(e for _, e in spans) - min(s for s, _ in spans)) if spans else None
-    source_total = sum(a.source_bytes for a in result.artifacts)
-    out["totals"] = {
-        "source_bytes": source_total,
-        "stored_bytes": sum(a.stored_bytes for a in result.artifacts),
-        "parts": sum(a.parts for a in result.artifacts),
-        "stream_seconds": None if stream_seconds is None else round(stream_seconds, 3),
-        "throughput_mb_per_s": _rate(source_total, stream_seconds),
-    }
-    out["memory"] = {
-        "budget_bytes": result.budget_limit or None,
-        "peak_bytes": result.budget_peak,
-        "rss_peak_bytes": rss_peak_bytes,
-    }
-    return out
+    return artifacts, spans
 
 
 def summarize_failure(*, build: str, periodicity: str, exit_code: int, error: str,
