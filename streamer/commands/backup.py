@@ -63,7 +63,8 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
     from datetime import UTC, datetime
 
     from streamer.commands.maintenance import clean_regions, cleaner, lock_key, prune_all
-    from streamer.housekeeping.lock import BackupLock, hold_lock, new_holder
+    from streamer.housekeeping.lease import new_holder
+    from streamer.housekeeping.lock import BackupLock, hold_lock
     from streamer.layout import adt
     from streamer.layout.catalog import open_clients
     from streamer.pipeline.webroot import webroot_source

@@ -19,7 +19,8 @@ import anyio
 
 from streamer.errors import EXIT_FAILED, EXIT_OK, BackupFailed, ConfigError, LockHeld, StoreFailure
 from streamer.housekeeping.cleanup import CleanupReport, cleanup_prefix, cleanup_series
-from streamer.housekeeping.lock import BackupLock, new_holder
+from streamer.housekeeping.lease import new_holder
+from streamer.housekeeping.lock import BackupLock
 from streamer.housekeeping.retention import PruneReport, prune_series
 from streamer.layout import adt
 from streamer.layout import streamer as layout

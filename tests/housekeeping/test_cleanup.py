@@ -13,7 +13,7 @@ from pathlib import Path
 from s3util import STREAMER, RegionsEnv, run_streamer
 
 from streamer import model
-from streamer.housekeeping.lock import Holder
+from streamer.housekeeping.lease import Holder
 
 MiB = 1024 * 1024
 

@@ -16,15 +16,13 @@ import pytest
 from s3util import STREAMER, RegionsEnv, run_streamer
 
 from streamer.errors import BackupFailed, LockHeld
-from streamer.housekeeping.lock import (
-    BackupLock,
+from streamer.housekeeping.lease import (
     Claim,
     ClaimState,
     Holder,
     LocalHost,
     Outcome,
     Verdict,
-    hold_lock,
     judge,
     majority,
     new_holder,
@@ -32,6 +30,7 @@ from streamer.housekeeping.lock import (
     still_held,
     tally,
 )
+from streamer.housekeeping.lock import BackupLock, hold_lock
 from streamer.layout.catalog import open_clients
 from streamer.settings.config import parse_config
 from streamer.store.s3 import RegionClient
