@@ -1,27 +1,36 @@
-"""The command line (DESIGN.md section 1), built with typer.
+"""The command line, built with typer: parse, call a command, render, exit code.
 
 ``streamer PERIODICITY BUILD_IDENTIFIER`` is ``streamer backup ...``.  Every
 user-facing failure is one line on stderr and a documented exit code; the
-traceback only with ``--debug``.
+traceback only with ``--debug``.  The commands (commands/) return results;
+render.py turns them into what is printed.
+
+Start-up time: the commands, the renderer and the reporting are imported inside
+the command functions below, not here.  They pull in aiobotocore, zstandard and
+the database drivers (about 0.6 s), which ``--help``, ``version`` and shell
+completion do not need.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import resource
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import anyio
 import typer
 
 from streamer import __version__
 from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
-from streamer.model import Periodicity, parse_build_identifier
+from streamer.model import Periodicity, Series, parse_build_identifier
 from streamer.settings.config import Config, load_file, merge_sources, parse_config
 from streamer.settings.ops import parse_ops
 
@@ -76,7 +85,19 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the configuration.")
 app.add_typer(config_app, name="config")
 
-STATE: dict[str, Any] = {"debug": False}
+
+
+@dataclass
+class Options:
+    """Options of the whole command line (before the command), in typer's context."""
+
+    debug: bool = False
+
+
+def _debug(ctx: typer.Context, debug: bool) -> bool:
+    """--debug given before the command or after it."""
+    return debug or (isinstance(ctx.obj, Options) and ctx.obj.debug)
+
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
 QuorumOpt = Annotated[int | None, typer.Option("--quorum", help="Regions that must commit.")]
@@ -156,14 +177,14 @@ def _user_error(error: BaseException) -> BaseException:
     return error
 
 
-def guarded(fn: Callable[[], int],
+def guarded(fn: Callable[[], int], debug: bool = False,
             on_failure: Callable[[int, str], None] | None = None) -> None:
     """Run a command: user-facing failures become one line and their exit code.
     ``on_failure`` (the backup's reports and hooks) still runs for them."""
     try:
         code = fn()
     except StreamerError as e:
-        if STATE["debug"]:
+        if debug:
             traceback.print_exc()
         typer.echo(f"streamer: {e}", err=True)
         code, message = e.exit_code, str(e)
@@ -171,7 +192,7 @@ def guarded(fn: Callable[[], int],
         typer.echo("streamer: interrupted; in-flight uploads aborted", err=True)
         code, message = EXIT_INTERRUPTED, "interrupted (SIGINT/SIGTERM); in-flight uploads aborted"
     except Exception as e:  # a bug: still one line, the traceback with --debug
-        if STATE["debug"]:
+        if debug:
             traceback.print_exc()
         typer.echo(f"streamer: internal error: {type(e).__name__}: {e} "
                    "(run with --debug for the traceback)", err=True)
@@ -187,12 +208,13 @@ def guarded(fn: Callable[[], int],
 
 
 @app.callback()
-def main_callback(debug: DebugOpt = False) -> None:
-    STATE["debug"] = debug
+def main_callback(ctx: typer.Context, debug: DebugOpt = False) -> None:
+    ctx.obj = Options(debug=debug)
 
 
 @app.command(epilog=ENV_HELP + "\n\n" + EXIT_CODES_HELP)
 def backup(
+    ctx: typer.Context,
     periodicity: Annotated[str, typer.Argument(help="HOURLY, DAILY, WEEKLY, MONTHLY, BIMONTHLY, "
                                                "SHUTDOWN or MANUAL")],
     build_identifier: Annotated[str, typer.Argument(help="The build's identifier.")],
@@ -216,7 +238,9 @@ def backup(
     debug: DebugOpt = False,
 ) -> None:
     """Back up the webroot and the database to every region, then apply retention."""
-    STATE["debug"] = STATE["debug"] or debug
+    from streamer.commands.backup import BackupRequest
+    from streamer.commands.backup import backup as backup_command
+    from streamer.render import make_observer, show_backup
     from streamer.report.reporting import ReportConfig, finish, parse_reporting
     from streamer.report.summary import summarize, summarize_failure
 
@@ -228,8 +252,6 @@ def backup(
 
     def go() -> int:
         nonlocal report
-        from streamer.commands.backup import backup_command
-
         settings = load_settings(config, {
             "STREAMER_QUORUM": None if quorum is None else str(quorum),
             "STREAMER_MEMORY_BUDGET": memory_budget,
@@ -243,11 +265,15 @@ def backup(
         secrets.extend(v for k, v in settings.items()
                        if k in ("S3_SECRET_KEY", "S3_ACCESS_KEY", "DB_PASSWORD") and v)
         report = parse_reporting(settings, json_out=json_out, quiet=quiet)
-        p = Periodicity.parse(periodicity)
-        build = parse_build_identifier(build_identifier)
+        series = Series(parse_build_identifier(build_identifier), Periodicity.parse(periodicity))
         cfg = parse_config(settings)
-        ops = parse_ops(settings)
-        result = run_async(lambda: backup_command(cfg, p, build, ops, quiet=report.quiet))
+        request = BackupRequest(cfg, series, parse_ops(settings), make_observer(cfg, report.quiet))
+        outcome = run_async(lambda: backup_command(request))
+        show_backup(outcome, report.quiet)
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.result is not None
+        result = outcome.result
         summary = summarize(result, exit_code=result.exit_code,
                             duration=time.monotonic() - started, redact=secrets,
                             rss_peak_bytes=_peak_rss())
@@ -261,17 +287,16 @@ def backup(
                                     rss_peak_bytes=_peak_rss())
         finish(report, summary, code)
 
-    guarded(go, on_failure=failed)
+    guarded(go, _debug(ctx, debug), on_failure=failed)
 
 
 def _peak_rss() -> int:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @config_app.command("check", epilog=ENV_HELP + "\n\nExit codes: 0 every check passed, 2 any problem.")
 def config_check(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     create_buckets: Annotated[bool, typer.Option("--create-buckets",
                                                  help="Create a missing bucket.")] = False,
@@ -279,13 +304,16 @@ def config_check(
 ) -> None:
     """Print the effective configuration (secrets masked) and probe every region and the database."""
 
+    from streamer.commands.check import config_check as check_command
+    from streamer.render import check_lines, show
+
     def go() -> int:
-        from streamer.commands.backup import config_check_command
-
         cfg = load_config(config, {})
-        return run_async(lambda: config_check_command(cfg, create_buckets, json_out))
+        result = run_async(lambda: check_command(cfg, create_buckets))
+        show(check_lines(result, json_out))
+        return result.exit_code
 
-    guarded(go)
+    guarded(go, _debug(ctx, False))
 
 
 RESTORE_HELP = """\b
@@ -319,6 +347,7 @@ def _optional_scope(periodicity: str | None, build_identifier: str | None
 
 @app.command(epilog=ENV_HELP + "\n\n" + RESTORE_HELP)
 def restore(
+    ctx: typer.Context,
     periodicity: PeriodicityArg,
     build_identifier: BuildArg,
     at: AtOpt = None,
@@ -337,24 +366,27 @@ def restore(
     debug: DebugOpt = False,
 ) -> None:
     """Stream the newest committed backup (or --at STAMP) back, verifying its SHA-256."""
-    STATE["debug"] = STATE["debug"] or debug
+    from streamer.commands.restore import RestoreRequest
+    from streamer.commands.restore import restore as restore_command
+    from streamer.render import restore_lines, show
 
     def go() -> int:
-        from streamer.commands.maintenance import restore_command
-        from streamer.readback.restore import RestoreRequest
-
-        p = Periodicity.parse(periodicity)
-        build = parse_build_identifier(build_identifier)
+        series = Series(parse_build_identifier(build_identifier), Periodicity.parse(periodicity))
         cfg = load_config(config, {"STREAMER_LAYOUT": layout})
         target = webroot if webroot is not None else (None if database else cfg.webroot)
-        request = RestoreRequest(p, build, at, target, database, region, force)
-        return run_async(lambda: restore_command(cfg, request))
+        request = RestoreRequest(series, at, target, database, region, force)
+        report = run_async(lambda: restore_command(cfg, request))
+        show(restore_lines(report))
+        if report.error is not None:
+            raise report.error
+        return report.exit_code
 
-    guarded(go)
+    guarded(go, _debug(ctx, debug))
 
 
 @app.command(epilog=ENV_HELP + "\n\n" + VERIFY_HELP)
 def verify(
+    ctx: typer.Context,
     periodicity: PeriodicityArg,
     build_identifier: BuildArg,
     at: AtOpt = None,
@@ -363,21 +395,22 @@ def verify(
     debug: DebugOpt = False,
 ) -> None:
     """Re-read every region's copy; check every size and hash, and that the regions agree."""
-    STATE["debug"] = STATE["debug"] or debug
+    from streamer.commands.verify import verify as verify_command
+    from streamer.render import show, verify_lines
 
     def go() -> int:
-        from streamer.commands.maintenance import verify_command
-
-        p = Periodicity.parse(periodicity)
-        build = parse_build_identifier(build_identifier)
+        series = Series(parse_build_identifier(build_identifier), Periodicity.parse(periodicity))
         cfg = load_config(config, {"STREAMER_LAYOUT": layout})
-        return run_async(lambda: verify_command(cfg, p, build, at))
+        report = run_async(lambda: verify_command(cfg, series, at))
+        show(verify_lines(report))
+        return report.exit_code
 
-    guarded(go)
+    guarded(go, _debug(ctx, debug))
 
 
 @app.command("list", epilog=ENV_HELP + "\n\n" + MAINTENANCE_HELP)
 def list_(
+    ctx: typer.Context,
     periodicity: OptPeriodicityArg = None,
     build_identifier: OptBuildArg = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -386,40 +419,44 @@ def list_(
     debug: DebugOpt = False,
 ) -> None:
     """Committed backups per region, with stamp, age and sizes (runs without manifest are not shown)."""
-    STATE["debug"] = STATE["debug"] or debug
+    from streamer.commands.list import list_backups
+    from streamer.render import list_lines, show
 
     def go() -> int:
-        from streamer.commands.maintenance import list_command
-
         p, b = _optional_scope(periodicity, build_identifier)
         cfg = load_config(config, {"STREAMER_LAYOUT": layout})
-        return run_async(lambda: list_command(cfg, p, b, json_out))
+        result = run_async(lambda: list_backups(cfg, p, b))
+        show(list_lines(result, json_out))
+        return result.exit_code
 
-    guarded(go)
+    guarded(go, _debug(ctx, debug))
 
 
 @app.command(epilog=ENV_HELP + "\n\n" + MAINTENANCE_HELP)
 def prune(
+    ctx: typer.Context,
     periodicity: OptPeriodicityArg = None,
     build_identifier: OptBuildArg = None,
     config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Apply retention (STREAMER_KEEP_*): keep the newest committed backups, delete older ones."""
-    STATE["debug"] = STATE["debug"] or debug
+    from streamer.commands.prune import prune as prune_command
+    from streamer.render import prune_lines, show
 
     def go() -> int:
-        from streamer.commands.maintenance import prune_command
-
         p, b = _optional_scope(periodicity, build_identifier)
         cfg = load_config(config, {})
-        return run_async(lambda: prune_command(cfg, p, b))
+        result = run_async(lambda: prune_command(cfg, p, b))
+        show(prune_lines(result))
+        return result.exit_code
 
-    guarded(go)
+    guarded(go, _debug(ctx, debug))
 
 
 @app.command(epilog=ENV_HELP + "\n\n" + MAINTENANCE_HELP)
 def cleanup(
+    ctx: typer.Context,
     periodicity: OptPeriodicityArg = None,
     build_identifier: OptBuildArg = None,
     horizon: Annotated[str | None, typer.Option(
@@ -430,19 +467,20 @@ def cleanup(
     debug: DebugOpt = False,
 ) -> None:
     """Abort multipart uploads and remove manifest-less runs that killed runs left behind."""
-    STATE["debug"] = STATE["debug"] or debug
+    from streamer.commands.cleanup import cleanup as cleanup_command
+    from streamer.render import cleanup_lines, show
 
     def go() -> int:
-        from streamer.commands.maintenance import cleanup_command
-
         p, b = _optional_scope(periodicity, build_identifier)
         settings = load_settings(config, {"STREAMER_LAYOUT": layout,
                                           "STREAMER_CLEANUP_HORIZON": horizon})
         cfg = parse_config(settings)
         ops = parse_ops(settings)
-        return run_async(lambda: cleanup_command(cfg, ops, p, b))
+        result = run_async(lambda: cleanup_command(cfg, ops, p, b))
+        show(cleanup_lines(result))
+        return result.exit_code
 
-    guarded(go)
+    guarded(go, _debug(ctx, debug))
 
 
 @app.command()
@@ -461,8 +499,6 @@ def _tune_malloc() -> None:
     to 32 MiB, after which 8-64 MiB part buffers come from per-thread arenas
     that keep their pages: RSS would then exceed the memory budget."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD: fixed, not dynamic
     except (OSError, AttributeError):

@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -27,9 +28,10 @@ from streamer.errors import (
     SourceError,
     StoreFailure,
 )
-from streamer.layout import streamer as layout
+from streamer.layout.base import Layout, Placement
+from streamer.layout.choice import layout_for
 from streamer.manifest import ArtifactRecord, build_manifest, encode
-from streamer.model import Periodicity
+from streamer.model import Periodicity, Series
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun, abort_upload, first_leaf, ready_regions
 from streamer.pipeline.sizing import ZSTD_MT_RESERVE, max_part_size
@@ -112,23 +114,25 @@ class Observer(Protocol):
     async def watch(self, fanout: Fanout, artifacts: list[ArtifactRun]) -> None: ...
 
 
-BeforeCommit = Callable[[RegionClient], Awaitable[None]]
-
-
 async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                      extra_sources: list[tuple[ProcessSource, dict[str, Any]]] | None = None,
                      now: datetime | None = None, observer: Observer | None = None,
-                     placement: layout.Placement | None = None,
-                     before_commit: BeforeCommit | None = None) -> BackupResult:
+                     layout: Layout | None = None) -> BackupResult:
     """Back up the webroot (and ``extra_sources``, e.g. the database dump).
 
-    ``placement`` names the objects (default: the run's own prefix, DESIGN.md
-    section 3); ``before_commit`` runs in each region just before its uploads
-    are completed (the ADT layout keeps the previous copies there)."""
+    ``layout`` (default: the configured one) says the bucket, the codec and the
+    objects' names, and acts in each region just before its uploads are
+    completed (the ADT layout keeps the previous copies there)."""
+    layout = layout or layout_for(config)
+    # The fan-out reads the codec and the bucket from the Config: this run's copy
+    # carries what the layout says (the configured values in the streamer layout).
+    config = dataclasses.replace(config, bucket=layout.bucket(periodicity),
+                                 compression=layout.codec.compression,
+                                 compression_level=layout.codec.level)
     started = now or datetime.now(UTC)
     run_stamp = model.stamp(started)
     ext = config.extension()
-    placement = placement or layout.run_placement(build, periodicity, run_stamp, ext)
+    placement = layout.placement(Series(build, periodicity), run_stamp, ext)
     webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
     artifacts = [ArtifactRun("webroot", placement.key("webroot"), webroot_src,
                              content_type=_content_type(config, "tar"))]
@@ -194,7 +198,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
 
         with anyio.CancelScope(shield=True):
             committed = await _commit(config, result, artifacts, ready, excludes,
-                                      database_meta, fanout, placement, before_commit)
+                                      database_meta, fanout, placement, layout)
             await _abort_all(artifacts, regions)
         result.budget_peak = budget.peak
         if len(committed) < quorum:
@@ -231,16 +235,16 @@ async def _abort_all(artifacts: list[ArtifactRun], regions: list[RegionRun]) -> 
 async def _commit(config: Config, result: BackupResult, artifacts: list[ArtifactRun],
                   ready: list[RegionRun], excludes: tuple[str, ...],
                   database_meta: dict[str, Any] | None, fanout: Fanout,
-                  placement: layout.Placement, before_commit: BeforeCommit | None) -> list[RegionRun]:
+                  placement: Placement, layout: Layout) -> list[RegionRun]:
     """Complete every upload in the ready regions, then write their manifests."""
+    keys = tuple(a.key for a in artifacts)
 
     async def complete(region: RegionRun) -> None:
-        if before_commit is not None:
-            try:
-                await before_commit(region.client)
-            except StoreFailure as e:
-                fanout.region_failed(region, str(e))
-                return
+        try:
+            await layout.before_commit(region.client, keys)
+        except StoreFailure as e:
+            fanout.region_failed(region, str(e))
+            return
         for art in artifacts:
             state = art.states[region.index]
             assert state.upload_id is not None
@@ -295,7 +299,7 @@ async def _commit(config: Config, result: BackupResult, artifacts: list[Artifact
 
 
 async def _delete_run(artifacts: list[ArtifactRun], regions: list[RegionRun],
-                      placement: layout.Placement, manifests: bool) -> None:
+                      placement: Placement, manifests: bool) -> None:
     """Best-effort removal of completed objects that must not stay as a half run."""
     if not artifacts:
         return
