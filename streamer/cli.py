@@ -13,65 +13,32 @@ completion do not need.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import resource
-import signal
 import sys
 import time
-import traceback
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-import anyio
 import typer
 
 from streamer import __version__
-from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
+from streamer.cli_support import (
+    ENV_HELP,
+    EXIT_CODES_HELP,
+    MAINTENANCE_HELP,
+    RESTORE_HELP,
+    VERIFY_HELP,
+    guarded,
+    load_config,
+    load_settings,
+    peak_rss,
+    run_async,
+    tune_malloc,
+)
+from streamer.errors import EXIT_USAGE
 from streamer.model import Periodicity, Series, parse_build_identifier
-from streamer.settings.config import Config, load_file, merge_sources, parse_config
+from streamer.settings.config import parse_config
 from streamer.settings.ops import parse_ops
-
-T = TypeVar("T")
-
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0    committed in every region
-  1    failed: nothing new committed anywhere (earlier backups untouched)
-  2    usage or configuration error, found before any upload started
-  3    partial: committed in at least --quorum regions but not all
-  4    skipped: another host holds the backup lock for this build and periodicity
-  130  interrupted (SIGINT/SIGTERM); in-flight uploads aborted"""
-
-ENV_HELP = """\b
-Environment (flag > environment > config file > default):
-  S3_HOST_BASE        endpoints, one per region, separated by | or :
-  S3_ACCESS_KEY       access key(s), one for all or one per region (|)
-  S3_SECRET_KEY       secret key(s), likewise
-  S3_LOCATION         region name(s), default us-east-1
-  STREAMER_BUCKET     bucket (default WEBSITE_URL with . -> -, plus -backups)
-  STREAMER_WEBROOT    webroot, default /var/www/html
-  EXCLUDE_FROM_BACKUP, DIRECTORIES_TO_MOUNT   :-separated paths below the webroot
-  PERSIST_ASSETS_TO_DATASTORE   1: exclude every mount point below the webroot
-  DATABASE_INSTALLATION_TYPE    Maria, MySQL, Postgres or None
-  DB_HOST DB_PORT DB_USERNAME DB_PASSWORD DB_NAME   database connection
-  STREAMER_MEMORY_BUDGET        default 256MiB
-  STREAMER_COMPRESSION          zstd (default), gzip, none; STREAMER_COMPRESSION_LEVEL
-  STREAMER_QUORUM     regions that must commit, default all
-  STREAMER_STALL_TIMEOUT        seconds without progress before a region is dropped (300)
-  STREAMER_CHECKSUM   md5 (default: Content-MD5), sha256 (signed payload), crc32
-  STREAMER_COMPRESSION_THREADS  zstd worker threads (0: in the producer thread)
-  STREAMER_PARTS_IN_FLIGHT, STREAMER_PART_RETRIES, STREAMER_REQUEST_TIMEOUT   per region (4, 5, 120)
-  STREAMER_MIN_TABLES fewest tables the database must hold (1)
-  STREAMER_PROGRESS_INTERVAL    seconds between progress lines off a terminal (5)
-  STREAMER_METRICS_FILE, STREAMER_ON_SUCCESS, STREAMER_ON_FAILURE, STREAMER_HOOK_TIMEOUT
-  STREAMER_KEEP_HOURLY ... STREAMER_KEEP_MANUAL   backups kept per periodicity
-  STREAMER_LOCK_LEASE backup lock lease (15m), renewed every lease/3
-  STREAMER_CLEANUP_HORIZON      age of abandoned leftovers cleanup removes (24h)
-  STREAMER_LAYOUT     streamer (default) or adt (WEBSITE_URL, WEBSITE_NAME)
-  STREAMER_CONFIG     config file (default /etc/streamer/streamer.toml)"""
 
 app = typer.Typer(
     name="streamer",
@@ -111,100 +78,18 @@ PeriodicityArg = Annotated[str, typer.Argument(help="HOURLY, DAILY, WEEKLY, MONT
 BuildArg = Annotated[str, typer.Argument(help="The build's identifier.")]
 OptPeriodicityArg = Annotated[str | None, typer.Argument(help="Only this periodicity.")]
 OptBuildArg = Annotated[str | None, typer.Argument(help="Only this build identifier.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
+JsonSummaryOpt = Annotated[bool, typer.Option(
+    "--json", help="Print one JSON summary on stdout at the end (schema: docs/summary.schema.json).")]
+MetricsFileOpt = Annotated[Path | None, typer.Option(
+    "--metrics-file", help="Prometheus textfile-collector file (env STREAMER_METRICS_FILE).")]
+OnSuccessOpt = Annotated[str | None, typer.Option(
+    "--on-success", help="Run with /bin/sh -c after exit 0, the JSON summary on stdin "
+    "(env STREAMER_ON_SUCCESS).")]
+OnFailureOpt = Annotated[str | None, typer.Option(
+    "--on-failure", help="Likewise after exit 1, 2, 3 or 130 (env STREAMER_ON_FAILURE).")]
 AtOpt = Annotated[str | None, typer.Option("--at", help="The run's stamp (YYYYMMDDTHHMMSSZ); "
                                                         "default the newest committed one.")]
-
-
-def load_settings(config_file: Path | None, flags: dict[str, str | None]) -> dict[str, str]:
-    """Every setting, merged: flag > environment > config file."""
-    env = dict(os.environ)
-    path = config_file or (Path(env["STREAMER_CONFIG"]) if env.get("STREAMER_CONFIG") else None)
-    if path is None and Path("/etc/streamer/streamer.toml").exists():
-        path = Path("/etc/streamer/streamer.toml")
-    file_settings = load_file(path) if path else {}
-    return merge_sources(file_settings, env, flags)
-
-
-def load_config(config_file: Path | None, flags: dict[str, str | None]) -> Config:
-    return parse_config(load_settings(config_file, flags))
-
-
-def run_async(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run on asyncio+uvloop; SIGINT/SIGTERM cancel the work (exit 130)."""
-    interrupted = False
-
-    async def main() -> T:
-        nonlocal interrupted
-        result: list[T] = []
-        errors: list[BaseException] = []
-        async with anyio.create_task_group() as tg:
-            async def watch() -> None:
-                nonlocal interrupted
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        interrupted = True
-                        tg.cancel_scope.cancel()
-                        return
-
-            async def work() -> None:
-                try:
-                    result.append(await fn())
-                except Exception as e:  # re-raised below, outside the task group
-                    errors.append(e)
-                finally:
-                    tg.cancel_scope.cancel()
-
-            tg.start_soon(watch)
-            tg.start_soon(work)
-        if errors:
-            raise _user_error(errors[0])
-        if interrupted or not result:
-            raise KeyboardInterrupt
-        return result[0]
-
-    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
-
-
-def _user_error(error: BaseException) -> BaseException:
-    """The StreamerError inside a task group's ExceptionGroup, if there is one."""
-    if isinstance(error, BaseExceptionGroup):
-        match, _ = error.split(StreamerError)
-        leaf: BaseException | None = match
-        while isinstance(leaf, BaseExceptionGroup):
-            leaf = leaf.exceptions[0]
-        if leaf is not None:
-            return leaf
-    return error
-
-
-def guarded(fn: Callable[[], int], debug: bool = False,
-            on_failure: Callable[[int, str], None] | None = None) -> None:
-    """Run a command: user-facing failures become one line and their exit code.
-    ``on_failure`` (the backup's reports and hooks) still runs for them."""
-    try:
-        code = fn()
-    except StreamerError as e:
-        if debug:
-            traceback.print_exc()
-        typer.echo(f"streamer: {e}", err=True)
-        code, message = e.exit_code, str(e)
-    except KeyboardInterrupt:
-        typer.echo("streamer: interrupted; in-flight uploads aborted", err=True)
-        code, message = EXIT_INTERRUPTED, "interrupted (SIGINT/SIGTERM); in-flight uploads aborted"
-    except Exception as e:  # a bug: still one line, the traceback with --debug
-        if debug:
-            traceback.print_exc()
-        typer.echo(f"streamer: internal error: {type(e).__name__}: {e} "
-                   "(run with --debug for the traceback)", err=True)
-        code, message = EXIT_FAILED, f"internal error: {type(e).__name__}: {e}"
-    else:
-        raise typer.Exit(code)
-    if on_failure is not None:
-        try:
-            on_failure(code, message)
-        except Exception as e:  # reporting never changes the exit code
-            typer.echo(f"streamer: warning: reporting failed: {e}", err=True)
-    raise typer.Exit(code)
 
 
 @app.callback()
@@ -212,29 +97,23 @@ def main_callback(ctx: typer.Context, debug: DebugOpt = False) -> None:
     ctx.obj = Options(debug=debug)
 
 
+# Over 60 lines: fourteen declared options, and the failure path's summary and hooks.
 @app.command(epilog=ENV_HELP + "\n\n" + EXIT_CODES_HELP)
 def backup(
     ctx: typer.Context,
-    periodicity: Annotated[str, typer.Argument(help="HOURLY, DAILY, WEEKLY, MONTHLY, BIMONTHLY, "
-                                               "SHUTDOWN or MANUAL")],
-    build_identifier: Annotated[str, typer.Argument(help="The build's identifier.")],
+    periodicity: PeriodicityArg,
+    build_identifier: BuildArg,
     config: ConfigOpt = None,
     quorum: QuorumOpt = None,
     memory_budget: BudgetOpt = None,
     webroot: WebrootOpt = None,
     compression: CompressionOpt = None,
     layout: LayoutOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
-    json_out: Annotated[bool, typer.Option(
-        "--json", help="Print one JSON summary on stdout at the end (schema: docs/summary.schema.json)."
-    )] = False,
-    metrics_file: Annotated[Path | None, typer.Option(
-        "--metrics-file", help="Prometheus textfile-collector file (env STREAMER_METRICS_FILE).")] = None,
-    on_success: Annotated[str | None, typer.Option(
-        "--on-success", help="Run with /bin/sh -c after exit 0, the JSON summary on stdin "
-        "(env STREAMER_ON_SUCCESS).")] = None,
-    on_failure: Annotated[str | None, typer.Option(
-        "--on-failure", help="Likewise after exit 1, 2, 3 or 130 (env STREAMER_ON_FAILURE).")] = None,
+    quiet: QuietOpt = False,
+    json_out: JsonSummaryOpt = False,
+    metrics_file: MetricsFileOpt = None,
+    on_success: OnSuccessOpt = None,
+    on_failure: OnFailureOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Back up the webroot and the database to every region, then apply retention."""
@@ -270,13 +149,12 @@ def backup(
         request = BackupRequest(cfg, series, parse_ops(settings), make_observer(cfg, report.quiet))
         outcome = run_async(lambda: backup_command(request))
         show_backup(outcome, report.quiet)
-        if outcome.error is not None:
-            raise outcome.error
-        assert outcome.result is not None
+        if outcome.error is not None or outcome.result is None:
+            raise outcome.error or AssertionError("a backup without result or error")
         result = outcome.result
         summary = summarize(result, exit_code=result.exit_code,
                             duration=time.monotonic() - started, redact=secrets,
-                            rss_peak_bytes=_peak_rss())
+                            rss_peak_bytes=peak_rss())
         finish(report, summary, result.exit_code)
         return result.exit_code
 
@@ -284,14 +162,10 @@ def backup(
         summary = summarize_failure(build=build_identifier, periodicity=periodicity.lower(),
                                     exit_code=code, error=error,
                                     duration=time.monotonic() - started, redact=secrets,
-                                    rss_peak_bytes=_peak_rss())
+                                    rss_peak_bytes=peak_rss())
         finish(report, summary, code)
 
     guarded(go, _debug(ctx, debug), on_failure=failed)
-
-
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 @config_app.command("check", epilog=ENV_HELP + "\n\nExit codes: 0 every check passed, 2 any problem.")
@@ -303,7 +177,6 @@ def config_check(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Print the effective configuration (secrets masked) and probe every region and the database."""
-
     from streamer.commands.check import config_check as check_command
     from streamer.render import check_lines, show
 
@@ -314,24 +187,6 @@ def config_check(
         return result.exit_code
 
     guarded(go, _debug(ctx, False))
-
-
-RESTORE_HELP = """\b
-Exit codes:
-  0    restored (every byte's SHA-256 matched the manifest)
-  1    failed in every region that holds the backup; nothing restored from a damaged copy
-  2    usage or configuration error (e.g. the target directory is not empty: --force)
-  130  interrupted"""
-
-VERIFY_HELP = """\b
-Exit codes:
-  0    every region holds the backup, its hashes match, and the regions agree
-  1    a region is missing it, a hash does not match, or the regions disagree"""
-
-MAINTENANCE_HELP = """\b
-Exit codes:
-  0    done in every region
-  1    a region could not be reached or a deletion failed (run it again)"""
 
 
 def _optional_scope(periodicity: str | None, build_identifier: str | None
@@ -492,21 +347,8 @@ def version() -> None:
 PERIODICITY_NAMES = {p.name for p in Periodicity}
 
 
-def _tune_malloc() -> None:
-    """Serve part-sized buffers with mmap so a freed part goes back to the OS.
-
-    glibc raises its mmap threshold dynamically after the first large free, up
-    to 32 MiB, after which 8-64 MiB part buffers come from per-thread arenas
-    that keep their pages: RSS would then exceed the memory budget."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD: fixed, not dynamic
-    except (OSError, AttributeError):
-        pass
-
-
 def main() -> None:
-    _tune_malloc()
+    tune_malloc()
     argv = sys.argv[1:]
     # `streamer HOURLY build` is `streamer backup HOURLY build`.
     first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
