@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
+from dataclasses import dataclass
 from typing import IO, Any, Literal, Protocol, cast
 
 import zstandard
@@ -39,6 +40,15 @@ ZSTD_MT_RESERVE = 32 * MiB
 
 # What a damaged compressed stream raises while it is read.
 DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (zstandard.ZstdError, EOFError, OSError)
+
+
+@dataclass(frozen=True)
+class Codec:
+    """The compression a run's artifacts are stored with, and its level
+    (chosen by the layout: the ADT layout always stores gzip)."""
+
+    compression: Compression
+    level: int
 
 
 def extension(kind: Compression) -> str:

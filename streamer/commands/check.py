@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 
 import anyio
 
-from streamer.errors import PreflightError, StoreFailure
+from streamer.db.dump import prepare_dump
+from streamer.errors import EXIT_OK, EXIT_USAGE, PreflightError, StoreFailure
+from streamer.pipeline.run import open_regions
 from streamer.settings.config import Config
 from streamer.store.s3 import RegionClient
 
@@ -77,8 +79,6 @@ async def probe_region(client: RegionClient, create_buckets: bool) -> list[Findi
 async def probe_database(config: Config) -> list[Finding]:
     if config.database.engine == "none":
         return [Finding("database", "configured", True, "DATABASE_INSTALLATION_TYPE=None")]
-    from streamer.db.dump import prepare_dump
-
     try:
         async with prepare_dump(config.database) as dump:
             info = dump.info
@@ -105,3 +105,24 @@ async def run_checks(config: Config, clients: list[RegionClient],
             tg.start_soon(one, i, client)
         tg.start_soon(db)
     return [f for i in sorted(results) for f in results[i]]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    config: dict[str, object]  # the effective configuration, secrets masked
+    findings: list[Finding]
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if not f.ok]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_USAGE if self.problems else EXIT_OK
+
+
+async def config_check(config: Config, create_buckets: bool = False) -> CheckResult:
+    """The effective config (secrets masked) and a probe of each region and the database."""
+    async with open_regions(config, config.bucket) as clients:
+        findings = await run_checks(config, clients, create_buckets)
+    return CheckResult(config.describe(), findings)

@@ -1,4 +1,4 @@
-"""Cleanup: what killed or failed runs left behind (DESIGN.md section 4).
+"""Cleanup: what killed or failed runs left behind.
 
 Two kinds of leftovers under a build and periodicity:
 
@@ -16,7 +16,8 @@ Two kinds of leftovers under a build and periodicity:
   removed only when both their stamp and every object are older than the
   horizon (default 24 h, ``STREAMER_CLEANUP_HORIZON``), lock or no lock.
 
-``plan_cleanup`` is pure; ``cleanup_series`` does one region's I/O.
+Where to look is the layout's (``Layout.cleanup_prefixes``).  ``plan_cleanup``
+is pure; ``cleanup_series`` does one region's I/O.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 
 from streamer import model
 from streamer.errors import StoreFailure
-from streamer.layout import streamer as layout
+from streamer.layout.base import CleanupPrefix
 from streamer.layout.catalog import (
     CATALOG_ATTEMPTS,
     RunListing,
@@ -36,7 +37,6 @@ from streamer.layout.catalog import (
     no_bucket,
     split_run_key,
 )
-from streamer.model import Periodicity
 from streamer.store.base import UploadInfo
 from streamer.store.s3 import RegionClient
 
@@ -112,7 +112,13 @@ async def cleanup_prefix(client: RegionClient, prefix: str, now: datetime, horiz
     return CleanupReport(client.label, aborted, plan.runs, tuple(errors))
 
 
-async def cleanup_series(client: RegionClient, build: str, periodicity: Periodicity, now: datetime,
+async def cleanup_series(client: RegionClient, prefixes: Sequence[CleanupPrefix], now: datetime,
                          horizon: timedelta, holding_lock: bool) -> CleanupReport:
-    return await cleanup_prefix(client, layout.series_prefix(build, periodicity), now, horizon,
-                                holding_lock)
+    """Clean one region under every prefix of a series (``Layout.cleanup_prefixes``)."""
+    aborted, runs, errors = 0, list[str](), list[str]()
+    for p in prefixes:
+        r = await cleanup_prefix(client, p.prefix, now, horizon, holding_lock, with_runs=p.with_runs)
+        aborted += r.aborted
+        runs.extend(r.deleted_runs)
+        errors.extend(r.errors)
+    return CleanupReport(client.label, aborted, tuple(runs), tuple(errors))

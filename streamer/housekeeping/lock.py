@@ -1,7 +1,7 @@
-"""The backup lock (DESIGN.md section 4): one host per build and periodicity at a time.
+"""The backup lock: one host per build and periodicity at a time.
 
 ADT runs the backup cron job on every webserver, so several hosts start the same
-backup at the same minute.  The lock is an object (``layout.lock_key``) holding
+backup at the same minute.  The lock is an object (``Layout.lock_key``) holding
 a JSON ``Holder`` and lives in **every** region; a run holds the lock when it
 holds the object in a **majority** of the configured regions (n // 2 + 1):
 

@@ -1,4 +1,4 @@
-"""Retention (DESIGN.md section 4): keep the newest N committed runs per build and periodicity.
+"""Retention: keep the newest N committed runs per build and periodicity.
 
 Applied in every region on its own (each region keeps its own newest N), after
 every commit and by ``streamer prune``.  Only committed runs are counted and
@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streamer.layout.catalog import RunListing, series_runs
-from streamer.model import Periodicity
+from streamer.layout.base import Layout
+from streamer.layout.catalog import RunListing
+from streamer.model import Series
 from streamer.store.s3 import RegionClient
 
 
@@ -47,10 +48,10 @@ class PruneReport:
     removed: tuple[str, ...]  # stamps removed
 
 
-async def prune_series(client: RegionClient, build: str, periodicity: Periodicity,
+async def prune_series(client: RegionClient, layout: Layout, series: Series,
                        keep: int) -> PruneReport:
-    """Apply retention to one build and periodicity in one region."""
-    runs = await series_runs(client, build, periodicity)
+    """Apply retention to one series in one region."""
+    runs = await layout.runs(client, series)
     expired = select_expired(runs, keep)
     manifests, rest = deletion_order(expired)
     if manifests:

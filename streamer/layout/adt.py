@@ -16,14 +16,14 @@ WEBSITE_NAME defaults, as in ADT, to the second label of WEBSITE_URL.
 Commit: the objects are overwritten in place, so the run's manifest lives
 beside them as ``streamer-manifest.json`` (and ``.BACKUP``), and the run exists
 for streamer while that manifest does.  In each region, just before its
-uploads are completed (``before_commit``):
+uploads are completed (``AdtLayout.before_commit``):
 
     1. copy every current object to ``<name>.BACKUP`` and the manifest to
        ``streamer-manifest.json.BACKUP`` (the previous run stays whole);
     2. delete ``streamer-manifest.json`` (the current run stops existing for
        streamer while its objects are replaced);
     3. complete the uploads (the objects become the new ones), and
-    4. write the new manifest (backup.py's commit).
+    4. write the new manifest (the pipeline's commit, pipeline/run.py).
 
 A run killed between 2 and 4 leaves no current manifest -- restore then finds
 the ``.BACKUP`` run, whose manifest and objects still match.  A run that fails
@@ -31,16 +31,16 @@ after 3 keeps its completed objects (they are whole, and ADT reads them).
 Retention does not apply (ADT keeps exactly two copies); the lock is
 ``streamer-lock.json`` in the same bucket; cleanup aborts unfinished uploads of
 these object names.  Copies use one CopyObject each (objects up to 5 GiB).
+The archives are always gzip (``AdtLayout.codec``), whatever STREAMER_COMPRESSION says.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
+from streamer.codec import Codec
 from streamer.errors import ConfigError
+from streamer.layout.base import CleanupPrefix, Layout, Placement
 from streamer.layout.catalog import CATALOG_ATTEMPTS, RunListing, list_or_empty, parse_manifest
-from streamer.layout.streamer import Placement
-from streamer.model import STAMP_RE, Periodicity
+from streamer.model import STAMP_RE, Periodicity, Series
 from streamer.settings.config import Config
 from streamer.store.s3 import RegionClient
 
@@ -66,17 +66,9 @@ def database_object(config: Config) -> str:
     return f"{website_name(config)}-DB-backup.tar.gz"
 
 
-def adt_config(config: Config, periodicity: Periodicity) -> Config:
-    """The config for one periodicity's ADT bucket: gzip, as ADT's tar.gz."""
-    if not config.website_url:
-        raise ConfigError("STREAMER_LAYOUT=adt needs WEBSITE_URL", "set WEBSITE_URL, e.g. www.example.com")
-    level = config.compression_level if config.compression == "gzip" else 6
-    return dataclasses.replace(config, bucket=bucket_name(config.website_url, periodicity),
-                               compression="gzip", compression_level=level)
-
-
-def for_layout(config: Config, periodicity: Periodicity) -> Config:
-    return adt_config(config, periodicity) if config.layout == "adt" else config
+def adt_codec(config: Config) -> Codec:
+    """gzip, as ADT's tar.gz: the configured level if gzip was chosen, else 6."""
+    return Codec("gzip", config.compression_level if config.compression == "gzip" else 6)
 
 
 def placement(config: Config) -> Placement:
@@ -119,3 +111,55 @@ async def adt_runs(client: RegionClient, build: str | None, periodicity: Periodi
         runs.append(RunListing(manifest.build, periodicity, manifest.stamp, tuple(stored),
                                manifest_key, suffix, artifact_names))
     return sorted(runs, key=lambda r: r.stamp)
+
+
+class AdtLayout(Layout):
+    """One bucket per periodicity, ADT's object names, the previous copy as ``.BACKUP``."""
+
+    name = "adt"
+    no_retention = ("ADT layout: each periodicity keeps the current copy and the .BACKUP one; "
+                    "nothing to prune")
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self.codec = adt_codec(config)
+
+    def bucket(self, periodicity: Periodicity | None) -> str:
+        if not self._config.website_url:
+            raise ConfigError("STREAMER_LAYOUT=adt needs WEBSITE_URL",
+                              "set WEBSITE_URL, e.g. www.example.com")
+        assert periodicity is not None, "the ADT layout has a bucket per periodicity"
+        return bucket_name(self._config.website_url, periodicity)
+
+    def scopes(self, periodicity: Periodicity | None) -> list[Periodicity | None]:
+        return [periodicity] if periodicity is not None else list(Periodicity)
+
+    def placement(self, series: Series, stamp: str, extension: str) -> Placement:
+        return placement(self._config)
+
+    async def runs(self, client: RegionClient, series: Series) -> list[RunListing]:
+        return await adt_runs(client, series.build, series.periodicity, self._config)
+
+    async def runs_in(self, client: RegionClient, build: str | None,
+                      periodicity: Periodicity | None) -> list[RunListing]:
+        assert periodicity is not None, "scopes() gives the ADT layout one periodicity each"
+        return await adt_runs(client, build, periodicity, self._config)
+
+    async def find_series(self, clients: list[RegionClient], periodicity: Periodicity | None,
+                          build: str | None) -> list[Series]:
+        """The bucket names no build: the build must be given."""
+        if build is None:
+            raise ConfigError("cleanup in the ADT layout needs the BUILD_IDENTIFIER",
+                              "run `streamer cleanup PERIODICITY BUILD_IDENTIFIER`")
+        assert periodicity is not None, "scopes() gives the ADT layout one periodicity each"
+        return [Series(build, periodicity)]
+
+    def lock_key(self, series: Series) -> str:
+        return LOCK
+
+    def cleanup_prefixes(self, series: Series) -> list[CleanupPrefix]:
+        return [CleanupPrefix(key, with_runs=False) for key in object_keys(self._config)]
+
+    async def before_commit(self, client: RegionClient, keys: tuple[str, ...]) -> None:
+        """Steps 1 and 2 of the commit (see the module docstring)."""
+        await keep_previous(client, keys)

@@ -1,10 +1,11 @@
-"""What is stored in a region: runs, their objects, their manifests (DESIGN.md section 3).
+"""What is stored in a region: runs, their objects, their manifests.
 
-A run is the set of objects under ``{build}/{periodicity}/{stamp}/``.  It is
-*committed* -- it exists for ``list``, ``restore``, ``verify`` and retention --
-only if its ``manifest.json`` exists.  ``group_runs`` and ``parse_manifest``
-are pure; ``series_runs``/``bucket_runs``/``read_manifest`` do one region's I/O.
-The ADT layout has its own catalog (``adt.py``) producing the same values.
+A run is the set of objects under ``{build}/{periodicity}/{stamp}/`` (the
+streamer layout, layout/streamer.py).  It is *committed* -- it exists for
+``list``, ``restore``, ``verify`` and retention -- only if its
+``manifest.json`` exists.  ``group_runs`` and ``parse_manifest`` are pure;
+``read_manifest``/``list_or_empty`` do one region's I/O.  Each layout lists its
+runs (``Layout.runs``) as these same values; the ADT layout's are in adt.py.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 
 from streamer import model
 from streamer.errors import IntegrityError, StoreFailure
-from streamer.layout import streamer as layout
-from streamer.model import Periodicity
+from streamer.model import Periodicity, Series
 from streamer.settings.config import Config
 from streamer.store.base import ObjectInfo
 from streamer.store.retry import RetryPolicy
@@ -28,6 +28,9 @@ from streamer.store.s3 import RegionClient, open_region
 # Listing and small reads fail over quickly: a dead region costs about a second.
 CATALOG_ATTEMPTS = 2
 CATALOG_POLICY = RetryPolicy(max_attempts=3, base_delay=0.25, max_delay=4.0)
+
+# The commit marker of a run in the streamer layout: ``{build}/{periodicity}/{stamp}/manifest.json``.
+MANIFEST = "manifest.json"
 
 _ARTIFACT_BASES = {"webroot.tar": "webroot", "database.sql": "database"}
 
@@ -111,7 +114,7 @@ def group_runs(objects: Iterable[ObjectInfo]) -> list[RunListing]:
     runs = []
     for (build, periodicity, stamp), objs in grouped.items():
         objs.sort(key=lambda o: o.key)
-        manifest = next((o.key for o in objs if o.key.endswith("/" + layout.MANIFEST)), None)
+        manifest = next((o.key for o in objs if o.key.endswith("/" + MANIFEST)), None)
         runs.append(RunListing(build, periodicity, stamp, tuple(objs), manifest))
     runs.sort(key=lambda r: (r.build, r.periodicity.value, r.stamp))
     return runs
@@ -195,38 +198,27 @@ async def list_or_empty(client: RegionClient, prefix: str) -> list[ObjectInfo]:
         raise
 
 
-async def series_runs(client: RegionClient, build: str, periodicity: Periodicity) -> list[RunListing]:
-    """Every run (committed or not) of one build and periodicity in one region."""
-    return group_runs(await list_or_empty(client, layout.series_prefix(build, periodicity)))
-
-
-async def bucket_runs(client: RegionClient, build: str | None = None,
-                      periodicity: Periodicity | None = None) -> list[RunListing]:
-    """Runs of the whole bucket, or of one build and/or periodicity."""
-    prefix = f"{build}/" if build else ""
-    runs = group_runs(await list_or_empty(client, prefix))
-    return [r for r in runs if periodicity is None or r.periodicity is periodicity]
-
-
-def all_series(keys: Iterable[str]) -> list[tuple[str, Periodicity]]:
-    """Every (build, periodicity) that has a key in the bucket (pure)."""
-    found: set[tuple[str, Periodicity]] = set()
+def all_series(keys: Iterable[str]) -> list[Series]:
+    """Every series that has a key in the bucket (pure)."""
+    found: set[Series] = set()
     for key in keys:
         pieces = key.split("/")
         if len(pieces) < 3:
             continue
         try:
-            found.add((pieces[0], Periodicity(pieces[1])))
+            found.add(Series(pieces[0], Periodicity(pieces[1])))
         except ValueError:
             continue
-    return sorted(found, key=lambda s: (s[0], s[1].value))
+    return sorted(found, key=lambda s: (s.build, s.periodicity.value))
 
 
 @contextlib.asynccontextmanager
-async def open_clients(config: Config, policy: RetryPolicy = CATALOG_POLICY,
+async def open_clients(config: Config, bucket: str | None = None, policy: RetryPolicy = CATALOG_POLICY,
                        pool: int = 16) -> AsyncIterator[list[RegionClient]]:
-    """A client per configured region, for commands other than the backup itself."""
+    """A client per configured region on ``bucket`` (default the configured one),
+    for commands other than the backup itself."""
     async with contextlib.AsyncExitStack() as stack:
         yield [await stack.enter_async_context(
-            open_region(r, config.bucket, config.checksum, config.request_timeout, policy, pool))
+            open_region(r, bucket or config.bucket, config.checksum, config.request_timeout, policy,
+                        pool))
             for r in config.regions]

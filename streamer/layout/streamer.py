@@ -1,18 +1,33 @@
-"""Object names in the bucket (DESIGN.md section 3), pure.
+"""The streamer layout: every run under its own prefix in one bucket.
 
     {build}/{periodicity}/{YYYYMMDDTHHMMSSZ}/webroot.tar.zst
     {build}/{periodicity}/{YYYYMMDDTHHMMSSZ}/database.sql.zst
     {build}/{periodicity}/{YYYYMMDDTHHMMSSZ}/manifest.json
+    {build}/{periodicity}/lock.json
+
+The naming helpers are pure; ``StreamerLayout`` is the strategy (layout/base.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import anyio
 
-from streamer.model import STAMP_RE, Periodicity
+from streamer.codec import Codec
+from streamer.errors import StoreFailure
+from streamer.layout.base import CleanupPrefix, Layout, Placement
+from streamer.layout.catalog import (
+    CATALOG_ATTEMPTS,
+    MANIFEST,
+    RunListing,
+    all_series,
+    group_runs,
+    list_or_empty,
+)
+from streamer.model import STAMP_RE, Periodicity, Series
+from streamer.store.s3 import RegionClient
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "Placement", "StreamerLayout", "artifact_name", "lock_key", "run_placement",
+           "run_prefix", "series_prefix", "stamp_of"]
 
 
 def series_prefix(build: str, periodicity: Periodicity) -> str:
@@ -41,24 +56,60 @@ def stamp_of(key: str, build: str, periodicity: Periodicity) -> str | None:
     return head if STAMP_RE.fullmatch(head) else None
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where one run's objects go in the bucket: each artifact's key and the manifest's.
-
-    ``keep_on_failure``: completed objects of a run that then fails to commit
-    stay (the ADT layout overwrites its live objects in place; see adt.py)
-    instead of being deleted as a half run."""
-
-    artifact_keys: Mapping[str, str]
-    manifest_key: str
-    keep_on_failure: bool = False
-
-    def key(self, artifact: str) -> str:
-        return self.artifact_keys[artifact]
-
-
 def run_placement(build: str, periodicity: Periodicity, run_stamp: str, extension: str) -> Placement:
     """The streamer layout: every run in its own ``{build}/{periodicity}/{stamp}/``."""
     prefix = run_prefix(build, periodicity, run_stamp)
     return Placement({a: prefix + artifact_name(a, extension) for a in ("webroot", "database")},
                      prefix + MANIFEST)
+
+
+class StreamerLayout(Layout):
+    """One bucket for every build and periodicity; retention applies."""
+
+    name = "streamer"
+
+    def __init__(self, bucket: str, codec: Codec) -> None:
+        self._bucket = bucket
+        self.codec = codec
+
+    def bucket(self, periodicity: Periodicity | None) -> str:
+        return self._bucket
+
+    def placement(self, series: Series, stamp: str, extension: str) -> Placement:
+        return run_placement(series.build, series.periodicity, stamp, extension)
+
+    async def runs(self, client: RegionClient, series: Series) -> list[RunListing]:
+        prefix = series_prefix(series.build, series.periodicity)
+        return group_runs(await list_or_empty(client, prefix))
+
+    async def runs_in(self, client: RegionClient, build: str | None,
+                      periodicity: Periodicity | None) -> list[RunListing]:
+        runs = group_runs(await list_or_empty(client, f"{build}/" if build else ""))
+        return [r for r in runs if periodicity is None or r.periodicity is periodicity]
+
+    async def find_series(self, clients: list[RegionClient], periodicity: Periodicity | None,
+                          build: str | None) -> list[Series]:
+        """The given series, or every one with an object or an upload in any region."""
+        if periodicity is not None and build is not None:
+            return [Series(build, periodicity)]
+        keys: set[str] = set()
+        prefix = f"{build}/" if build else ""
+
+        async def one(client: RegionClient) -> None:
+            try:
+                keys.update(o.key for o in await client.list_objects(prefix, attempts=CATALOG_ATTEMPTS))
+                keys.update(u.key for u in await client.list_uploads(prefix, attempts=CATALOG_ATTEMPTS))
+            except StoreFailure:
+                pass  # reported by the per-region work that follows
+
+        async with anyio.create_task_group() as tg:
+            for client in clients:
+                tg.start_soon(one, client)
+        return [s for s in all_series(keys) if periodicity is None or s.periodicity is periodicity]
+
+    def lock_key(self, series: Series) -> str:
+        return lock_key(series.build, series.periodicity)
+
+    def cleanup_prefixes(self, series: Series) -> list[CleanupPrefix]:
+        return [CleanupPrefix(series_prefix(series.build, series.periodicity))]
+

@@ -22,8 +22,9 @@ from typing import Any
 import anyio
 
 from streamer import __version__
+from streamer.codec import Codec
 from streamer.errors import StoreFailure
-from streamer.layout.streamer import Placement
+from streamer.layout.base import Placement
 from streamer.manifest import ArtifactRecord, build_manifest, encode
 from streamer.model import BackupResult
 from streamer.pipeline.consume import abort_upload
@@ -34,9 +35,9 @@ from streamer.store.s3 import RegionClient
 DELETE_TIMEOUT = 60.0  # seconds for removing a failed run's objects in one region
 
 
-# What a layout does in a region just before its uploads are completed (the
-# ADT layout keeps the previous copies there).
-BeforeCommit = Callable[[RegionClient], Awaitable[None]]
+# What the layout does in a region just before its uploads are completed
+# (``Layout.before_commit``: the ADT layout keeps the previous copies there).
+BeforeCommit = Callable[[RegionClient, tuple[str, ...]], Awaitable[None]]
 
 
 async def commit(config: Config, result: BackupResult, artifacts: list[ArtifactRun],
@@ -54,7 +55,7 @@ async def commit(config: Config, result: BackupResult, artifacts: list[ArtifactR
         return []
 
     result.ended = datetime.now(UTC)
-    manifest = _manifest(config, result, artifacts, excludes, database_meta)
+    manifest = _manifest(config, fanout.codec, result, artifacts, excludes, database_meta)
     result.manifest = manifest
     body = encode(manifest)
 
@@ -82,7 +83,7 @@ async def _complete(region: RegionRun, artifacts: list[ArtifactRun], fanout: Fan
     """One region: the layout's step before commit, then complete every upload."""
     try:
         if before_commit is not None:
-            await before_commit(region.client)
+            await before_commit(region.client, tuple(a.key for a in artifacts))
         for art in artifacts:
             state = art.states[region.index]
             assert state.upload_id is not None
@@ -93,14 +94,14 @@ async def _complete(region: RegionRun, artifacts: list[ArtifactRun], fanout: Fan
         fanout.region_failed(region, str(e))
 
 
-def _manifest(config: Config, result: BackupResult, artifacts: list[ArtifactRun],
+def _manifest(config: Config, codec: Codec, result: BackupResult, artifacts: list[ArtifactRun],
               excludes: tuple[str, ...], database_meta: dict[str, Any] | None) -> dict[str, Any]:
     return build_manifest(
         build=result.build, periodicity=result.periodicity, stamp=result.stamp,
         started=_iso(result.started), ended=_iso(result.ended), host=socket.gethostname(),
         version=__version__,
-        artifacts=[ArtifactRecord(a.name, a.key, a.stored_bytes, a.sha256, config.compression,
-                                  config.compression_level, a.max_part_size, a.parts,
+        artifacts=[ArtifactRecord(a.name, a.key, a.stored_bytes, a.sha256, codec.compression,
+                                  codec.level, a.max_part_size, a.parts,
                                   a.source_bytes) for a in artifacts],
         webroot={"files": artifacts[0].listed_members, "bytes": artifacts[0].source_bytes,
                  "excludes": list(excludes), "path": str(config.webroot)},

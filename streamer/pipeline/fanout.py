@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from streamer.codec import Codec
 from streamer.model import ArtifactResult, Progress, ProgressRow, RegionUpload
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.buffers import BufferPool
@@ -99,8 +100,10 @@ class Fanout:
     """Shared by every artifact of a run: the regions, the budget, held parts."""
 
     def __init__(self, config: Config, regions: list[RegionRun], budget: ByteBudget,
-                 max_part: int, on_below_quorum: Callable[[], None]) -> None:
+                 max_part: int, on_below_quorum: Callable[[], None],
+                 codec: Codec | None = None) -> None:
         self.config = config
+        self.codec = codec or Codec(config.compression, config.compression_level)
         self.regions = regions
         self.budget = budget
         self.max_part = max_part

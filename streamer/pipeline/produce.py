@@ -44,8 +44,8 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
     child, listing_fd = _spawn(art)
     assert child.proc.stdout is not None
     _grow_pipe(child.proc.stdout.fileno())
-    filler = ChunkFiller(child.proc.stdout.fileno(), fanout.config.compression,
-                         fanout.config.compression_level, art.compress_threads)
+    filler = ChunkFiller(child.proc.stdout.fileno(), fanout.codec.compression,
+                         fanout.codec.level, art.compress_threads)
     art.filler = filler
     child.start_tail()
     counter = [0]
@@ -56,7 +56,7 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
         counted.set()
     idle = threading.Event()  # set while no fill is running in a worker thread
     idle.set()
-    reserve = compressor_reserve(fanout.config.compression, art.compress_threads)
+    reserve = compressor_reserve(fanout.codec.compression, art.compress_threads)
     try:
         await fanout.budget.acquire(reserve)  # the compressor's working memory
         await _cut_parts(fanout, art, filler, senders, idle)

@@ -18,8 +18,9 @@ import anyio
 
 from streamer import codec, model
 from streamer.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BackupFailed, SourceError, StoreFailure
-from streamer.layout import streamer as layout
-from streamer.model import BackupResult, Observer, Periodicity, Progress, RegionResult
+from streamer.layout.base import Layout, Placement
+from streamer.layout.choice import layout_for
+from streamer.model import BackupResult, Observer, Periodicity, Progress, RegionResult, Series
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.commit import BeforeCommit, abort_all, commit
 from streamer.pipeline.consume import first_leaf
@@ -35,13 +36,13 @@ PREFLIGHT_ATTEMPTS = 3
 
 
 @contextlib.asynccontextmanager
-async def open_regions(config: Config) -> AsyncIterator[list[RegionClient]]:
+async def open_regions(config: Config, bucket: str) -> AsyncIterator[list[RegionClient]]:
     policy = RetryPolicy(max_attempts=config.part_retries)
     pool = config.parts_in_flight * 2 + 4
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(
-                open_region(r, config.bucket, config.checksum, config.request_timeout, policy, pool))
+                open_region(r, bucket, config.checksum, config.request_timeout, policy, pool))
             for r in config.regions
         ]
         yield clients
@@ -68,32 +69,35 @@ async def preflight_regions(clients: list[RegionClient]) -> list[RegionRun]:
 async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                      extra_sources: list[tuple[ProcessSource, dict[str, Any]]] | None = None,
                      now: datetime | None = None, observer: Observer | None = None,
-                     placement: layout.Placement | None = None,
-                     before_commit: BeforeCommit | None = None,
+                     layout: Layout | None = None,
                      clients: list[RegionClient] | None = None) -> BackupResult:
     """Back up the webroot (and ``extra_sources``, e.g. the database dump).
 
-    ``placement`` names the objects (default: the run's own prefix,
-    ``{build}/{periodicity}/{stamp}/``); ``before_commit`` runs in each region
-    just before its uploads are completed (the ADT layout keeps the previous
-    copies there); ``clients`` are the run's stores (default: opened here)."""
+    ``layout`` (default: the configured one) says the codec and the objects'
+    names, and acts in each region just before its uploads are completed (the
+    ADT layout keeps the previous copies there); ``clients`` are the run's
+    stores, one per region, in the layout's bucket (default: opened here)."""
+    layout = layout or layout_for(config)
     started = now or datetime.now(UTC)
     run_stamp = model.stamp(started)
-    placement = placement or layout.run_placement(build, periodicity, run_stamp,
-                                                  codec.extension(config.compression))
+    run_codec = layout.codec
+    placement = layout.placement(Series(build, periodicity), run_stamp,
+                                 codec.extension(run_codec.compression))
     webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
     artifacts = [ArtifactRun("webroot", placement.key("webroot"), webroot_src,
-                             content_type=codec.content_type(config.compression, "webroot"))]
+                             content_type=codec.content_type(run_codec.compression, "webroot"))]
     database_meta: dict[str, Any] | None = None
     for source, meta in extra_sources or []:
         artifacts.append(ArtifactRun(source.name, placement.key(source.name), source,
-                                     content_type=codec.content_type(config.compression, source.name)))
+                                     content_type=codec.content_type(run_codec.compression,
+                                                                     source.name)))
         database_meta = meta
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
                           budget_limit=config.memory_budget)
     async with contextlib.AsyncExitStack() as stack:
         if clients is None:
-            clients = await stack.enter_async_context(open_regions(config))
+            clients = await stack.enter_async_context(
+                open_regions(config, layout.bucket(periodicity)))
         regions = await preflight_regions(clients)
         live = [r for r in regions if r.alive]
         if len(live) < config.effective_quorum:
@@ -101,31 +105,32 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
             raise BackupFailed(f"only {len(live)} of {len(regions)} regions reachable, "
                                f"quorum is {config.effective_quorum}: {failures}",
                                "nothing was uploaded; fix the region or lower STREAMER_QUORUM")
-        fanout, failure = await _stream_all(config, regions, artifacts, observer)
+        fanout, failure = await _stream_all(config, run_codec, regions, artifacts, observer)
         result.warnings.extend(a.warning for a in artifacts if a.warning)
         committed: list[RegionRun] = []
         with anyio.CancelScope(shield=True):
             if failure is None:
                 failure = await _commit_or_fail(config, result, artifacts, regions, fanout,
                                                 excludes, database_meta, placement,
-                                                before_commit, committed)
+                                                layout.before_commit, committed)
             await abort_all(artifacts, regions)
         result.budget_peak = fanout.budget.peak
         return _finish(result, artifacts, regions, committed, failure)
 
 
-async def _stream_all(config: Config, regions: list[RegionRun], artifacts: list[ArtifactRun],
+async def _stream_all(config: Config, run_codec: codec.Codec, regions: list[RegionRun],
+                      artifacts: list[ArtifactRun],
                       observer: Observer | None) -> tuple[Fanout, str | None]:
     """Stream every artifact to every live region, in one task group; returns
     the fan-out and why the run failed (None: every stream ended).  On
     cancellation (SIGINT/SIGTERM) or a bug every upload is aborted first."""
     parts_budget = config.memory_budget
-    if config.compression == "zstd" and config.compression_threads:
+    if run_codec.compression == "zstd" and config.compression_threads:
         artifacts[0].compress_threads = config.compression_threads  # the webroot only
-        parts_budget -= codec.compressor_reserve(config.compression, config.compression_threads)
+        parts_budget -= codec.compressor_reserve(run_codec.compression, config.compression_threads)
     run_scope = anyio.CancelScope()
     fanout = Fanout(config, regions, ByteBudget(config.memory_budget),
-                    max_part_size(parts_budget, len(artifacts)), run_scope.cancel)
+                    max_part_size(parts_budget, len(artifacts)), run_scope.cancel, run_codec)
     failure: str | None = None
     try:
         try:
@@ -153,7 +158,7 @@ async def _stream_all(config: Config, regions: list[RegionRun], artifacts: list[
 
 async def _commit_or_fail(config: Config, result: BackupResult, artifacts: list[ArtifactRun],
                           regions: list[RegionRun], fanout: Fanout, excludes: tuple[str, ...],
-                          database_meta: dict[str, Any] | None, placement: layout.Placement,
+                          database_meta: dict[str, Any] | None, placement: Placement,
                           before_commit: BeforeCommit | None,
                           committed: list[RegionRun]) -> str | None:
     """Commit where the quorum allows (filling ``committed``); returns why not, or None."""

@@ -1,4 +1,4 @@
-"""``streamer restore`` (DESIGN.md section 5): a committed backup streamed back.
+"""``streamer restore``: a committed backup streamed back.
 
     pick the run   newest committed stamp among the regions that answer (or --at)
     per artifact   try the regions holding that run in order (or only --region N):
@@ -24,11 +24,10 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -36,9 +35,11 @@ import anyio
 
 from streamer import model
 from streamer.codec import DECOMPRESS_ERRORS, decompressed
+from streamer.db.dump import restore_client
 from streamer.errors import ConfigError, IntegrityError, NotFound, RegionError, StoreFailure, StreamerError
+from streamer.layout.base import Layout
 from streamer.layout.catalog import RunListing, StoredArtifact, StoredManifest, newest_stamp, read_manifest
-from streamer.model import Periodicity
+from streamer.model import Series
 from streamer.process import Child
 from streamer.readback.download import (
     RANGE_SIZE,
@@ -61,14 +62,13 @@ from streamer.readback.extract import (
 from streamer.settings.config import Config, DatabaseConfig
 from streamer.store.s3 import RegionClient
 
-RunsOf = Callable[[RegionClient], Awaitable[list[RunListing]]]
+RunsOf = Callable[[RegionClient], Awaitable[list[RunListing]]]  # one region's runs of a series
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class RestoreRequest:
-    periodicity: Periodicity
-    build: str
+    series: Series
     at: str | None = None  # a stamp; None: the newest committed run
     webroot: Path | None = None  # where to restore the webroot; None: not at all
     database: bool = False
@@ -222,8 +222,6 @@ def _feed(reader: HashingReader, compression: str, stdin: IO[bytes]) -> None:
 
 async def restore_database(client: RegionClient, ref: ObjectRef, compression: str,
                            db: DatabaseConfig, dl: Download) -> None:
-    from streamer.db.dump import restore_client
-
     if db.engine in ("maria", "mysql"):
         await stream_object(client, ref, lambda reader: None, range_size=dl.range_size,
                             in_flight=dl.in_flight)
@@ -262,13 +260,49 @@ async def restore_database(client: RegionClient, ref: ObjectRef, compression: st
 REGION_FAILURES = (StoreFailure, IntegrityError, RegionError)
 
 
-def _rate(nbytes: int, seconds: float) -> str:
-    return f"{nbytes / 1e6:.1f} MB in {seconds:.2f} s ({nbytes / 1e6 / max(seconds, 1e-9):.0f} MB/s)"
+@dataclass(frozen=True)
+class Restored:
+    """One artifact restored from one region."""
+
+    artifact: str  # "webroot" | "database"
+    region: str  # the region's label
+    into: str  # the directory, or the database's name
+    size: int  # bytes downloaded
+    seconds: float
+    stats: ExtractStats | None = None  # the webroot's files, directories, links
 
 
-async def restore_run(config: Config, clients: list[RegionClient], runs_of: RunsOf,
-                      request: RestoreRequest) -> int:
-    what = f"{request.build}/{request.periodicity.value}"
+@dataclass(frozen=True)
+class FailedAttempt:
+    """One artifact that one region could not deliver; ``last``: no region was left."""
+
+    artifact: str
+    region: str
+    error: str
+    last: bool
+
+
+@dataclass
+class RestoreReport:
+    """What a restore did, in order; ``error`` ends it (nothing more was restored)."""
+
+    what: str
+    stamp: str = ""
+    unreachable: list[str] = field(default_factory=list)
+    events: list[Restored | FailedAttempt] = field(default_factory=list)
+    error: StreamerError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return self.error.exit_code if self.error is not None else 0
+
+
+async def restore_run(config: Config, clients: list[RegionClient], layout: Layout,
+                      request: RestoreRequest) -> RestoreReport:
+    """Pick the run and restore each wanted artifact from the first region that
+    delivers it whole.  Errors before the run is located are raised; later ones
+    end up in the report's ``error``, after what was done."""
+    what = str(request.series)
     at = validate_stamp(request.at)
     wanted = (["webroot"] if request.webroot is not None else []) + \
         (["database"] if request.database else [])
@@ -278,9 +312,17 @@ async def restore_run(config: Config, clients: list[RegionClient], runs_of: Runs
         raise ConfigError("--database needs the target database",
                           "set DATABASE_INSTALLATION_TYPE and DB_* to the (empty) database to restore into")
     candidates = choose_regions(clients, request.region)
-    located = await locate(candidates, runs_of, at, what)
-    for problem in located.unreachable:
-        print(f"streamer: {problem}; using the other regions", file=sys.stderr)
+    located = await locate(candidates, lambda c: layout.runs(c, request.series), at, what)
+    report = RestoreReport(what, located.stamp, list(located.unreachable))
+    try:
+        await _restore_all(config, located, wanted, request, report)
+    except StreamerError as e:
+        report.error = e
+    return report
+
+
+async def _restore_all(config: Config, located: Located, wanted: list[str], request: RestoreRequest,
+                       report: RestoreReport) -> None:
     created = False
     if request.webroot is not None:
         created = prepare_target(request.webroot, request.force)
@@ -288,18 +330,18 @@ async def restore_run(config: Config, clients: list[RegionClient], runs_of: Runs
     same_owner = same_owner_default()
     try:
         for name in wanted:
-            await _restore_artifact(config, located, name, request, dl, same_owner, what)
+            await _restore_artifact(config, located, name, request, dl, same_owner, report)
     except BaseException:
         if created and request.webroot is not None:
             with contextlib.suppress(OSError):
                 request.webroot.rmdir()  # only if still empty
         raise
-    return 0
 
 
 async def _restore_artifact(config: Config, located: Located, name: str, request: RestoreRequest,
-                            dl: Download, same_owner: bool, what: str) -> None:
+                            dl: Download, same_owner: bool, report: RestoreReport) -> None:
     failures: list[str] = []
+    what = report.what
     for n, (client, run) in enumerate(located.holders, 1):
         try:
             assert run.manifest_key is not None
@@ -314,20 +356,17 @@ async def _restore_artifact(config: Config, located: Located, name: str, request
                 assert request.webroot is not None
                 stats = await restore_tree(client, ref, art.compression, request.webroot, dl,
                                            same_owner)
-                secs = time.monotonic() - started
-                print(f"restored webroot of {what}/{located.stamp} from {client.label} into "
-                      f"{request.webroot}: {stats.files} files, {stats.dirs} directories, "
-                      f"{stats.links} links; {_rate(ref.size, secs)} downloaded")
+                report.events.append(Restored(name, client.label, str(request.webroot), ref.size,
+                                              time.monotonic() - started, stats))
             else:
                 await restore_database(client, ref, art.compression, config.database, dl)
-                secs = time.monotonic() - started
-                print(f"restored database of {what}/{located.stamp} from {client.label} into "
-                      f"{config.database.name!r}: {_rate(ref.size, secs)} downloaded")
+                report.events.append(Restored(name, client.label, config.database.name, ref.size,
+                                              time.monotonic() - started))
             return
         except REGION_FAILURES as e:
             failures.append(str(e))
-            then = "trying the next region" if n < len(located.holders) else "no region left"
-            print(f"streamer: {name} from {client.label} failed: {e}; {then}", file=sys.stderr)
+            report.events.append(FailedAttempt(name, client.label, str(e),
+                                               last=n == len(located.holders)))
     raise StreamerError(f"restore of the {name} of {what}/{located.stamp} failed in every region: "
                         + "; ".join(failures),
                         "nothing was restored from a damaged copy; try another --at stamp")

@@ -10,17 +10,18 @@ exit 0 if every region is good, 1 otherwise, naming the region and the key.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 
 from streamer.errors import EXIT_FAILED, EXIT_OK, IntegrityError, RegionError, StoreFailure
+from streamer.layout.base import Layout
 from streamer.layout.catalog import RunListing, StoredManifest, read_manifest
+from streamer.model import Series
 from streamer.readback.download import stream_object
-from streamer.readback.restore import Download, RunsOf, locate, object_ref, validate_stamp
+from streamer.readback.restore import Download, locate, object_ref, validate_stamp
 from streamer.settings.config import Config
 from streamer.store.s3 import RegionClient
 
@@ -79,9 +80,27 @@ async def check_region(client: RegionClient, run: RunListing | None, stamp: str,
     return check
 
 
-async def verify_run(config: Config, clients: list[RegionClient], runs_of: RunsOf, what: str,
-                     at: str | None) -> int:
-    located = await locate(clients, runs_of, validate_stamp(at), what)
+@dataclass
+class VerifyReport:
+    """Every region's check of one run, by region index."""
+
+    what: str
+    stamp: str
+    checks: list[RegionCheck] = field(default_factory=list)
+
+    @property
+    def bad(self) -> list[RegionCheck]:
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.bad else EXIT_OK
+
+
+async def verify_run(config: Config, clients: list[RegionClient], layout: Layout, series: Series,
+                     at: str | None) -> VerifyReport:
+    what = str(series)
+    located = await locate(clients, lambda c: layout.runs(c, series), validate_stamp(at), what)
     holding = {c.region.index: r for c, r in located.holders}
     checks: dict[int, RegionCheck] = {}
     dl = Download.for_config(config, len(clients))
@@ -98,21 +117,4 @@ async def verify_run(config: Config, clients: list[RegionClient], runs_of: RunsO
         if checks[index].ok:
             checks[index].problem = (f"manifest disagrees with region {reference}: "
                                      + _describe(fingerprints[index], fingerprints[reference]))
-    bad: list[RegionCheck] = []
-    for index in sorted(checks):
-        c = checks[index]
-        if c.ok:
-            assert c.manifest is not None
-            arts = ", ".join(f"{a.name} {a.stored_size / 1e6:.1f} MB"
-                             for a in c.manifest.artifacts.values())
-            rate = c.verified_bytes / 1e6 / max(c.seconds, 1e-9)
-            print(f"{c.client.label}: ok: {what}/{located.stamp}: {arts}; sha256 verified "
-                  f"in {c.seconds:.2f} s ({rate:.0f} MB/s)")
-        else:
-            bad.append(c)
-            print(f"{c.client.label}: BAD: {what}/{located.stamp}: {c.problem}")
-    if bad:
-        print("streamer: verify failed: " + "; ".join(f"{c.client.label}: {c.problem}" for c in bad),
-              file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return VerifyReport(what, located.stamp, [checks[i] for i in sorted(checks)])

@@ -16,8 +16,10 @@ from test_backup_database import db_env
 from test_database import PgSetup, pg_fingerprint, pg_setup  # noqa: F401  (fixture)
 from treeutil import make_rich_tree, snapshot
 
+from streamer.codec import Codec
 from streamer.layout import adt
-from streamer.model import Periodicity
+from streamer.layout.choice import layout_for
+from streamer.model import Periodicity, Series
 from streamer.settings.config import parse_config
 
 pytestmark = pytest.mark.anyio
@@ -26,10 +28,13 @@ pytestmark = pytest.mark.anyio
 def test_adt_names() -> None:
     cfg = parse_config({"S3_HOST_BASE": "h", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "s",
                         "WEBSITE_URL": "www.Example.com", "STREAMER_LAYOUT": "adt"})
-    hourly = adt.adt_config(cfg, Periodicity.HOURLY)
-    assert hourly.bucket == "www-example-com-hourly" and hourly.compression == "gzip"
-    assert adt.placement(hourly).key("database") == "Example-DB-backup.tar.gz"
-    assert adt.placement(hourly).key("webroot") == "applicationsourcecode.tar.gz"
+    layout = layout_for(cfg)
+    assert layout.bucket(Periodicity.HOURLY) == "www-example-com-hourly"
+    assert layout.codec == Codec("gzip", 6)
+    placement = layout.placement(Series("b", Periodicity.HOURLY), "20240101T000000Z", ".gz")
+    assert placement.key("database") == "Example-DB-backup.tar.gz"
+    assert placement.key("webroot") == "applicationsourcecode.tar.gz"
+    assert placement.manifest_key == "streamer-manifest.json" and placement.keep_on_failure
     assert adt.website_name(cfg) == "Example"
 
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from streamer import model
-from streamer.commands.maintenance import age
 from streamer.errors import ConfigError, IntegrityError
 from streamer.housekeeping.cleanup import plan_cleanup, upload_started
 from streamer.housekeeping.retention import deletion_order, select_expired
@@ -25,10 +24,11 @@ from streamer.layout.catalog import (
     parse_manifest,
     split_run_key,
 )
-from streamer.model import Periodicity
+from streamer.model import Periodicity, Series
 from streamer.readback.download import plan_ranges, ranges_in_flight
 from streamer.readback.safety import ArchiveGuard, Kind, split_member_name
 from streamer.readback.verify import disagreements
+from streamer.render import age
 from streamer.settings.ops import OpsConfig, parse_duration, parse_ops
 from streamer.store.base import ObjectInfo, UploadInfo
 
@@ -155,7 +155,7 @@ def test_group_runs_and_commit_marker() -> None:
     assert newest_stamp(runs[1:2]) is None
     assert split_run_key("s/hourly/lock.json") is None
     assert all_series(["s/hourly/x/y", "s/daily/lock.json", "a/bogus/x", "b"]) == [
-        ("s", Periodicity.DAILY), ("s", H)]
+        Series("s", Periodicity.DAILY), Series("s", H)]
 
 
 def test_artifact_names() -> None:

@@ -1,0 +1,189 @@
+"""The command line's machinery: help texts, settings, the event loop, one-line errors.
+
+cli.py declares the commands with typer; this module holds what they share:
+``load_settings`` (flag > environment > config file), ``run_async`` (asyncio
+with uvloop, SIGINT/SIGTERM cancel the work) and ``guarded`` (a user-facing
+failure is one line and its exit code; the traceback only with --debug).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import typer
+
+from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, StreamerError
+from streamer.settings.config import Config, load_file, merge_sources, parse_config
+
+T = TypeVar("T")
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    committed in every region
+  1    failed: nothing new committed anywhere (earlier backups untouched)
+  2    usage or configuration error, found before any upload started
+  3    partial: committed in at least --quorum regions but not all
+  4    skipped: another host holds the backup lock for this build and periodicity
+  130  interrupted (SIGINT/SIGTERM); in-flight uploads aborted"""
+
+ENV_HELP = """\b
+Environment (flag > environment > config file > default):
+  S3_HOST_BASE        endpoints, one per region, separated by | or :
+  S3_ACCESS_KEY       access key(s), one for all or one per region (|)
+  S3_SECRET_KEY       secret key(s), likewise
+  S3_LOCATION         region name(s), default us-east-1
+  STREAMER_BUCKET     bucket (default WEBSITE_URL with . -> -, plus -backups)
+  STREAMER_WEBROOT    webroot, default /var/www/html
+  EXCLUDE_FROM_BACKUP, DIRECTORIES_TO_MOUNT   :-separated paths below the webroot
+  PERSIST_ASSETS_TO_DATASTORE   1: exclude every mount point below the webroot
+  DATABASE_INSTALLATION_TYPE    Maria, MySQL, Postgres or None
+  DB_HOST DB_PORT DB_USERNAME DB_PASSWORD DB_NAME   database connection
+  STREAMER_MEMORY_BUDGET        default 256MiB
+  STREAMER_COMPRESSION          zstd (default), gzip, none; STREAMER_COMPRESSION_LEVEL
+  STREAMER_QUORUM     regions that must commit, default all
+  STREAMER_STALL_TIMEOUT        seconds without progress before a region is dropped (300)
+  STREAMER_CHECKSUM   md5 (default: Content-MD5), sha256 (signed payload), crc32
+  STREAMER_COMPRESSION_THREADS  zstd worker threads (0: in the producer thread)
+  STREAMER_PARTS_IN_FLIGHT, STREAMER_PART_RETRIES, STREAMER_REQUEST_TIMEOUT   per region (4, 5, 120)
+  STREAMER_MIN_TABLES fewest tables the database must hold (1)
+  STREAMER_PROGRESS_INTERVAL    seconds between progress lines off a terminal (5)
+  STREAMER_METRICS_FILE, STREAMER_ON_SUCCESS, STREAMER_ON_FAILURE, STREAMER_HOOK_TIMEOUT
+  STREAMER_KEEP_HOURLY ... STREAMER_KEEP_MANUAL   backups kept per periodicity
+  STREAMER_LOCK_LEASE backup lock lease (15m), renewed every lease/3
+  STREAMER_CLEANUP_HORIZON      age of abandoned leftovers cleanup removes (24h)
+  STREAMER_LAYOUT     streamer (default) or adt (WEBSITE_URL, WEBSITE_NAME)
+  STREAMER_CONFIG     config file (default /etc/streamer/streamer.toml)"""
+
+RESTORE_HELP = """\b
+Exit codes:
+  0    restored (every byte's SHA-256 matched the manifest)
+  1    failed in every region that holds the backup; nothing restored from a damaged copy
+  2    usage or configuration error (e.g. the target directory is not empty: --force)
+  130  interrupted"""
+
+VERIFY_HELP = """\b
+Exit codes:
+  0    every region holds the backup, its hashes match, and the regions agree
+  1    a region is missing it, a hash does not match, or the regions disagree"""
+
+MAINTENANCE_HELP = """\b
+Exit codes:
+  0    done in every region
+  1    a region could not be reached or a deletion failed (run it again)"""
+
+
+def load_settings(config_file: Path | None, flags: dict[str, str | None]) -> dict[str, str]:
+    """Every setting, merged: flag > environment > config file."""
+    env = dict(os.environ)
+    path = config_file or (Path(env["STREAMER_CONFIG"]) if env.get("STREAMER_CONFIG") else None)
+    if path is None and Path("/etc/streamer/streamer.toml").exists():
+        path = Path("/etc/streamer/streamer.toml")
+    file_settings = load_file(path) if path else {}
+    return merge_sources(file_settings, env, flags)
+
+
+def load_config(config_file: Path | None, flags: dict[str, str | None]) -> Config:
+    return parse_config(load_settings(config_file, flags))
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run on asyncio+uvloop; SIGINT/SIGTERM cancel the work (exit 130)."""
+    interrupted = False
+
+    async def main() -> T:
+        nonlocal interrupted
+        result: list[T] = []
+        errors: list[BaseException] = []
+        async with anyio.create_task_group() as tg:
+            async def watch() -> None:
+                nonlocal interrupted
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        interrupted = True
+                        tg.cancel_scope.cancel()
+                        return
+
+            async def work() -> None:
+                try:
+                    result.append(await fn())
+                except Exception as e:  # re-raised below, outside the task group
+                    errors.append(e)
+                finally:
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            tg.start_soon(work)
+        if errors:
+            raise _user_error(errors[0])
+        if interrupted or not result:
+            raise KeyboardInterrupt
+        return result[0]
+
+    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
+
+
+def _user_error(error: BaseException) -> BaseException:
+    """The StreamerError inside a task group's ExceptionGroup, if there is one."""
+    if isinstance(error, BaseExceptionGroup):
+        match, _ = error.split(StreamerError)
+        leaf: BaseException | None = match
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        if leaf is not None:
+            return leaf
+    return error
+
+
+def guarded(fn: Callable[[], int], debug: bool = False,
+            on_failure: Callable[[int, str], None] | None = None) -> None:
+    """Run a command: user-facing failures become one line and their exit code.
+    ``on_failure`` (the backup's reports and hooks) still runs for them."""
+    try:
+        code = fn()
+    except StreamerError as e:
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"streamer: {e}", err=True)
+        code, message = e.exit_code, str(e)
+    except KeyboardInterrupt:
+        typer.echo("streamer: interrupted; in-flight uploads aborted", err=True)
+        code, message = EXIT_INTERRUPTED, "interrupted (SIGINT/SIGTERM); in-flight uploads aborted"
+    except Exception as e:  # a bug: still one line, the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        typer.echo(f"streamer: internal error: {type(e).__name__}: {e} "
+                   "(run with --debug for the traceback)", err=True)
+        code, message = EXIT_FAILED, f"internal error: {type(e).__name__}: {e}"
+    else:
+        raise typer.Exit(code)
+    if on_failure is not None:
+        try:
+            on_failure(code, message)
+        except Exception as e:  # reporting never changes the exit code
+            typer.echo(f"streamer: warning: reporting failed: {e}", err=True)
+    raise typer.Exit(code)
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def tune_malloc() -> None:
+    """Serve part-sized buffers with mmap so a freed part goes back to the OS.
+
+    glibc raises its mmap threshold dynamically after the first large free, up
+    to 32 MiB, after which 8-64 MiB part buffers come from per-thread arenas
+    that keep their pages: RSS would then exceed the memory budget."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD: fixed, not dynamic
+    except (OSError, AttributeError):
+        pass

@@ -1,0 +1,107 @@
+"""What several commands share: housekeeping over every region, and its results.
+
+The backup runs the cleanup and the retention of its own series; ``streamer
+cleanup`` and ``streamer prune`` run them over whatever they are asked.  Each
+returns what happened (per region), never prints: render.py turns it into lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import anyio
+
+from streamer.errors import EXIT_FAILED, EXIT_OK, StoreFailure
+from streamer.housekeeping.cleanup import CleanupReport, cleanup_series
+from streamer.housekeeping.retention import PruneReport, prune_series
+from streamer.layout.base import Layout
+from streamer.model import Series
+from streamer.settings.config import Config
+from streamer.store.s3 import RegionClient
+
+
+@dataclass
+class SeriesCleanup:
+    """The cleanup of one series: per region what was aborted and removed."""
+
+    series: Series
+    holding_lock: bool = True
+    lock_message: str = ""  # why the lock was not taken
+    horizon: float = 0.0  # seconds; what was cleaned without the lock
+    reports: list[CleanupReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+async def clean_series(clients: list[RegionClient], layout: Layout, series: Series,
+                       horizon: float, cleanup: SeriesCleanup) -> SeriesCleanup:
+    """Clean ``series`` in every region at once, into ``cleanup``."""
+    prefixes = layout.cleanup_prefixes(series)
+    span = timedelta(seconds=horizon)
+    cleanup.horizon = horizon
+
+    async def one(client: RegionClient) -> None:
+        try:
+            r = await cleanup_series(client, prefixes, datetime.now(UTC), span, cleanup.holding_lock)
+        except StoreFailure as e:
+            cleanup.problems.append(str(e))
+            return
+        cleanup.problems.extend(r.errors)
+        cleanup.reports.append(r)
+
+    async with anyio.create_task_group() as tg:
+        for client in clients:
+            tg.start_soon(one, client)
+    return cleanup
+
+
+@dataclass(frozen=True)
+class SeriesPruned:
+    series: Series
+    keep: int
+    report: PruneReport
+
+
+@dataclass
+class PruneResult:
+    """Retention over some series: per series and region what was kept and removed."""
+
+    skipped: str | None = None  # why retention does not apply (the layout's reason)
+    pruned: list[SeriesPruned] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.errors else EXIT_OK
+
+
+async def prune_all(config: Config, layout: Layout, clients: list[RegionClient],
+                    series: list[Series]) -> PruneResult:
+    """Retention (STREAMER_KEEP_*) for every series in every region at once."""
+    result = PruneResult()
+
+    async def one(client: RegionClient, s: Series) -> None:
+        keep = config.keep[s.periodicity]
+        try:
+            result.pruned.append(SeriesPruned(s, keep, await prune_series(client, layout, s, keep)))
+        except StoreFailure as e:
+            result.errors.append(f"{s}: {e}")
+
+    async with anyio.create_task_group() as tg:
+        for s in series:
+            for client in clients:
+                tg.start_soon(one, client, s)
+    result.pruned.sort(key=lambda p: (p.series.build, p.series.periodicity.value, p.report.region))
+    return result
+
+
+async def ensure_buckets(clients: list[RegionClient]) -> None:
+    """Create the bucket where missing, so the lock can be written (errors: later)."""
+    async def one(client: RegionClient) -> None:
+        with contextlib.suppress(StoreFailure), anyio.move_on_after(client.request_timeout):
+            await client.ensure_bucket()
+
+    async with anyio.create_task_group() as tg:
+        for client in clients:
+            tg.start_soon(one, client)

@@ -1,0 +1,73 @@
+"""``streamer list``: the committed backups in every region.
+
+Runs without a manifest (in progress, or left by a killed run) are not shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import anyio
+
+from streamer.errors import EXIT_FAILED, EXIT_OK, StoreFailure
+from streamer.layout.catalog import RunListing, open_clients
+from streamer.layout.choice import layout_for
+from streamer.model import Periodicity
+from streamer.settings.config import Config
+from streamer.store.s3 import RegionClient
+
+
+@dataclass
+class RegionRuns:
+    """One region's committed runs (sorted), or why it could not be listed."""
+
+    index: int
+    label: str
+    endpoint: str
+    runs: list[RunListing] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class ListResult:
+    now: datetime
+    regions: list[RegionRuns]
+
+    @property
+    def errors(self) -> list[str]:
+        return [r.error for r in self.regions if r.error is not None]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.errors else EXIT_OK
+
+
+def _order(run: RunListing) -> tuple[str, str, str]:
+    return (run.build, run.periodicity.value, run.stamp)
+
+
+async def list_backups(config: Config, periodicity: Periodicity | None = None,
+                       build: str | None = None) -> ListResult:
+    """Every region's committed runs of the scope (a periodicity, a build, or all)."""
+    now = datetime.now(UTC)
+    layout = layout_for(config)
+    regions: dict[int, RegionRuns] = {}
+    for scope in layout.scopes(periodicity):
+        async with open_clients(config, layout.bucket(scope)) as clients:
+            async def one(client: RegionClient, scope: Periodicity | None = scope) -> None:
+                index = client.region.index
+                region = regions.setdefault(index, RegionRuns(index, client.label,
+                                                              client.region.endpoint))
+                try:
+                    runs = await layout.runs_in(client, build, scope)
+                    region.runs.extend(r for r in runs if r.committed)
+                except StoreFailure as e:
+                    region.error = str(e)
+
+            async with anyio.create_task_group() as tg:
+                for client in clients:
+                    tg.start_soon(one, client)
+    for region in regions.values():
+        region.runs.sort(key=_order)
+    return ListResult(now, [regions[i] for i in sorted(regions)])

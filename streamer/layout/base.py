@@ -1,0 +1,95 @@
+"""The layout as a strategy: where a series' runs live in the stores, chosen once.
+
+A *layout* answers every question about names and placement that the commands,
+the pipeline and housekeeping would otherwise each answer by branching on
+``STREAMER_LAYOUT``: the bucket of a series, the codec it forces, the object
+names of a run, how to list runs, the lock key, the prefixes cleanup works on,
+whether retention applies, and what happens in a region just before a commit.
+``layout_for`` (layout/choice.py) picks the implementation from the
+configuration; nothing else looks at the layout's name.  Implementations:
+``StreamerLayout`` (layout/streamer.py) and ``AdtLayout`` (layout/adt.py).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from streamer.codec import Codec
+from streamer.layout.catalog import RunListing
+from streamer.model import Periodicity, Series
+from streamer.store.s3 import RegionClient
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one run's objects go in the bucket: each artifact's key and the manifest's.
+
+    ``keep_on_failure``: completed objects of a run that then fails to commit
+    stay (the ADT layout overwrites its live objects in place; see adt.py)
+    instead of being deleted as a half run."""
+
+    artifact_keys: Mapping[str, str]
+    manifest_key: str
+    keep_on_failure: bool = False
+
+    def key(self, artifact: str) -> str:
+        return self.artifact_keys[artifact]
+
+
+@dataclass(frozen=True)
+class CleanupPrefix:
+    """A key prefix cleanup works under; ``with_runs``: also remove abandoned
+    manifest-less runs there (only where runs have their own prefix)."""
+
+    prefix: str
+    with_runs: bool = True
+
+
+class Layout(ABC):
+    """One way of naming and placing backups in a bucket."""
+
+    name: str
+    codec: Codec
+    no_retention: str | None = None  # why retention does not apply here; None: it does
+
+    @abstractmethod
+    def bucket(self, periodicity: Periodicity | None) -> str:
+        """The bucket holding the series of this periodicity (None: any)."""
+
+    def scopes(self, periodicity: Periodicity | None) -> list[Periodicity | None]:
+        """The periodicities to visit, a bucket each, for a command given
+        ``periodicity`` or none (None: the whole bucket at once)."""
+        return [periodicity]
+
+    @abstractmethod
+    def placement(self, series: Series, stamp: str, extension: str) -> Placement:
+        """Where one run's objects and manifest go."""
+
+    @abstractmethod
+    async def runs(self, client: RegionClient, series: Series) -> list[RunListing]:
+        """Every run of one series in one region (committed or not), oldest first."""
+
+    @abstractmethod
+    async def runs_in(self, client: RegionClient, build: str | None,
+                      periodicity: Periodicity | None) -> list[RunListing]:
+        """Runs in one scope of ``scopes`` (``list``), optionally of one build."""
+
+    @abstractmethod
+    async def find_series(self, clients: list[RegionClient], periodicity: Periodicity | None,
+                          build: str | None) -> list[Series]:
+        """The series to work on in one scope (``prune``, ``cleanup``): the one
+        given, or every one found in any region."""
+
+    @abstractmethod
+    def lock_key(self, series: Series) -> str:
+        """The key of the backup lock of a series."""
+
+    @abstractmethod
+    def cleanup_prefixes(self, series: Series) -> list[CleanupPrefix]:
+        """Where leftovers of killed runs of a series can be."""
+
+    async def before_commit(self, client: RegionClient, keys: tuple[str, ...]) -> None:
+        """Runs in a region just before the uploads of ``keys`` are completed."""
+        return None

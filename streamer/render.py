@@ -1,0 +1,264 @@
+"""All human output of the commands: each result turned into the lines printed.
+
+The commands (commands/) return result dataclasses and print nothing; the CLI
+hands each result to this module.  Every ``*_lines`` function is pure and
+returns ``Line``s (stdout, or stderr with ``err``); ``show`` prints them.  The
+live progress of a backup is an observer (report/progress.py), chosen here by
+``make_observer``; the backup's JSON summary, metrics and hooks are
+report/reporting.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from streamer.commands.backup import BackupOutcome
+from streamer.commands.check import CheckResult
+from streamer.commands.cleanup import CleanupResult
+from streamer.commands.common import PruneResult, SeriesCleanup
+from streamer.commands.list import ListResult
+from streamer.errors import EXIT_FAILED
+from streamer.layout.catalog import RunListing
+from streamer.model import BackupResult, Observer
+from streamer.readback.restore import FailedAttempt, RestoreReport
+from streamer.readback.verify import VerifyReport
+from streamer.report.progress import LogProgress, TerminalProgress
+from streamer.settings.config import Config
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    err: bool = False  # stderr
+
+
+def show(lines: Iterable[Line], tolerate_broken_pipe: bool = False) -> None:
+    """Print ``lines``; ``tolerate_broken_pipe``: a closed stdout changes nothing."""
+    try:
+        for line in lines:
+            print(line.text, file=sys.stderr if line.err else sys.stdout)
+    except BrokenPipeError:
+        if not tolerate_broken_pipe:
+            raise
+
+
+def make_observer(config: Config, quiet: bool = False) -> Observer | None:
+    """A live table on a terminal, plain progress lines off it, nothing when quiet."""
+    if quiet:
+        return None
+    if sys.stderr.isatty():
+        return TerminalProgress()
+    return LogProgress(config.progress_interval)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def age(seconds: float) -> str:
+    """A short human age: 45s, 5m03s, 2h05m, 3d04h (pure)."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _rate(nbytes: int, seconds: float) -> str:
+    return f"{nbytes / 1e6:.1f} MB in {seconds:.2f} s ({nbytes / 1e6 / max(seconds, 1e-9):.0f} MB/s)"
+
+
+# ---------------------------------------------------------------- backup
+
+
+def result_lines(result: BackupResult) -> list[Line]:
+    """The end of a backup: artifacts, regions, warnings, what was committed."""
+    out: list[Line] = []
+    for art in result.artifacts:
+        if not art.finished:
+            continue
+        secs = max(art.finished - art.started, 1e-9)
+        rate = art.source_bytes / secs / 1e6
+        out.append(Line(f"{art.name}: {_mb(art.source_bytes)} read, {_mb(art.stored_bytes)} stored "
+                        f"in {art.parts} parts, {rate:.1f} MB/s, sha256 {art.sha256[:16]}"))
+    for r in result.regions:
+        out.append(Line(f"region {r.index} ({r.endpoint}): {r.status}"
+                        + (f": {r.error}" if r.error else "")))
+    out.extend(Line(f"warning: {w}") for w in result.warnings)
+    if result.exit_code != EXIT_FAILED:
+        out.append(Line(f"committed {result.build}/{result.periodicity}/{result.stamp} in "
+                        f"{len(result.committed)} of {len(result.regions)} regions"))
+    return out
+
+
+def housekeeping_lines(outcome: BackupOutcome, quiet: bool) -> list[Line]:
+    """What a backup did around its run: a lock taken over, leftovers cleaned, retention."""
+    out: list[Line] = []
+    for stale in [] if quiet else outcome.taken_over:
+        out.append(Line(f"warning: took over the backup lock of {stale.host} pid {stale.pid} "
+                        f"(run {stale.run}): its lease had expired or its process is gone"))
+    if outcome.cleanup is not None:
+        out += cleanup_region_lines(outcome.cleanup, quiet_if_nothing=True)
+        out += [Line(f"warning: cleanup: {p}", err=True) for p in outcome.cleanup.problems]
+    if outcome.retention is not None:
+        out += prune_lines(outcome.retention, quiet_if_nothing=True)
+    return out
+
+
+def show_backup(outcome: BackupOutcome, quiet: bool) -> None:
+    show(housekeeping_lines(outcome, quiet))
+    if outcome.error is not None or outcome.result is None:
+        return  # the error is the caller's one line
+    if not quiet:
+        show(result_lines(outcome.result), tolerate_broken_pipe=True)
+    if outcome.result.error:
+        show([Line(f"streamer: backup failed: {outcome.result.error} "
+                   "(nothing new committed; earlier backups untouched)", err=True)])
+
+
+# ---------------------------------------------------------------- config check
+
+
+def check_lines(result: CheckResult, json_out: bool) -> list[Line]:
+    out: list[Line] = []
+    if json_out:
+        out.append(Line(json.dumps({"config": result.config,
+                                    "checks": [f.__dict__ for f in result.findings],
+                                    "ok": not result.problems}, indent=2)))
+    else:
+        out.append(Line(json.dumps(result.config, indent=2)))
+        width = max(len(f"{f.subject} {f.check}") for f in result.findings)
+        for f in result.findings:
+            mark = "ok  " if f.ok else "FAIL"
+            out.append(Line(f"{mark} {(f.subject + ' ' + f.check).ljust(width)}  {f.detail}"))
+    out += [Line(f"streamer: config check: {f.subject}: {f.check}: {f.detail}", err=True)
+            for f in result.problems]
+    return out
+
+
+# ---------------------------------------------------------------- restore, verify
+
+
+def restore_lines(report: RestoreReport) -> list[Line]:
+    out = [Line(f"streamer: {problem}; using the other regions", err=True)
+           for problem in report.unreachable]
+    where = f"{report.what}/{report.stamp}"
+    for event in report.events:
+        if isinstance(event, FailedAttempt):
+            then = "no region left" if event.last else "trying the next region"
+            out.append(Line(f"streamer: {event.artifact} from {event.region} failed: {event.error}; "
+                            f"{then}", err=True))
+        elif event.stats is not None:
+            s = event.stats
+            out.append(Line(f"restored webroot of {where} from {event.region} into {event.into}: "
+                            f"{s.files} files, {s.dirs} directories, {s.links} links; "
+                            f"{_rate(event.size, event.seconds)} downloaded"))
+        else:
+            out.append(Line(f"restored {event.artifact} of {where} from {event.region} into "
+                            f"{event.into!r}: {_rate(event.size, event.seconds)} downloaded"))
+    return out
+
+
+def verify_lines(report: VerifyReport) -> list[Line]:
+    out: list[Line] = []
+    where = f"{report.what}/{report.stamp}"
+    for c in report.checks:
+        if c.ok:
+            assert c.manifest is not None
+            arts = ", ".join(f"{a.name} {a.stored_size / 1e6:.1f} MB"
+                             for a in c.manifest.artifacts.values())
+            rate = c.verified_bytes / 1e6 / max(c.seconds, 1e-9)
+            out.append(Line(f"{c.client.label}: ok: {where}: {arts}; sha256 verified "
+                            f"in {c.seconds:.2f} s ({rate:.0f} MB/s)"))
+        else:
+            out.append(Line(f"{c.client.label}: BAD: {where}: {c.problem}"))
+    if report.bad:
+        out.append(Line("streamer: verify failed: "
+                        + "; ".join(f"{c.client.label}: {c.problem}" for c in report.bad), err=True))
+    return out
+
+
+# ---------------------------------------------------------------- list
+
+
+def run_record(run: RunListing, now: datetime) -> dict[str, Any]:
+    return {"build": run.build, "periodicity": run.periodicity.value, "stamp": run.stamp,
+            "age_seconds": int((now - run.when).total_seconds()), "size": run.size,
+            "artifacts": run.artifact_sizes(),
+            **({"previous_copy": True} if run.key_suffix else {})}
+
+
+def list_lines(result: ListResult, json_out: bool) -> list[Line]:
+    out: list[Line] = []
+    if json_out:
+        out.append(Line(json.dumps({"regions": [
+            {"index": r.index, "endpoint": r.endpoint, "ok": r.error is None, "error": r.error,
+             "backups": [run_record(run, result.now) for run in r.runs]}
+            for r in result.regions]}, indent=2)))
+    else:
+        for r in result.regions:
+            if r.error is not None:
+                out.append(Line(f"{r.label}: unreachable: {r.error}"))
+                continue
+            out.append(Line(f"{r.label}: {len(r.runs)} committed backup"
+                            f"{'s' if len(r.runs) != 1 else ''}"))
+            for run in r.runs:
+                arts = "  ".join(f"{name} {_mb(size)}"
+                                 for name, size in sorted(run.artifact_sizes().items()))
+                mark = "  (previous copy, .BACKUP)" if run.key_suffix else ""
+                when = age((result.now - run.when).total_seconds())
+                out.append(Line(f"  {run.build}/{run.periodicity.value}/{run.stamp}  age {when}"
+                                f"  {arts}  total {_mb(run.size)}{mark}"))
+    if result.errors:
+        out.append(Line("streamer: list incomplete: " + "; ".join(result.errors), err=True))
+    return out
+
+
+# ---------------------------------------------------------------- prune, cleanup
+
+
+def prune_lines(result: PruneResult, quiet_if_nothing: bool = False) -> list[Line]:
+    """``quiet_if_nothing``: only the series that lost a run (after a backup)."""
+    if result.skipped is not None:
+        return [Line(result.skipped)]
+    out: list[Line] = []
+    for p in result.pruned:
+        r = p.report
+        if quiet_if_nothing and not r.removed:
+            continue
+        removed = f", removed {len(r.removed)}: {' '.join(r.removed)}" if r.removed else ", removed none"
+        out.append(Line(f"retention {p.series} (keep {p.keep}): {r.region}: kept {len(r.kept)}{removed}"))
+    if result.errors:
+        out.append(Line("streamer: retention incomplete: " + "; ".join(result.errors), err=True))
+    return out
+
+
+def cleanup_region_lines(done: SeriesCleanup, quiet_if_nothing: bool = False) -> list[Line]:
+    """One line per region that answered (``quiet_if_nothing``: that did something)."""
+    out: list[Line] = []
+    if not done.holding_lock:
+        out.append(Line(f"cleanup {done.series}: lock not taken ({done.lock_message}); only what "
+                        f"is older than {done.horizon / 3600:g} h is cleaned"))
+    for r in done.reports:
+        if quiet_if_nothing and not r.aborted and not r.deleted_runs:
+            continue
+        runs = f"{len(r.deleted_runs)} abandoned run(s) {' '.join(r.deleted_runs)}" \
+            if r.deleted_runs else "no abandoned runs"
+        out.append(Line(f"cleanup {done.series}: {r.region}: aborted {r.aborted} unfinished "
+                        f"upload(s), removed {runs}"))
+    return out
+
+
+def cleanup_lines(result: CleanupResult) -> list[Line]:
+    out = [line for done in result.series for line in cleanup_region_lines(done)]
+    if result.problems:
+        out.append(Line("streamer: cleanup incomplete: " + "; ".join(result.problems), err=True))
+    return out
