@@ -99,7 +99,7 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
             async with contextlib.AsyncExitStack() as stack:
                 extra: list[tuple[ProcessSource, dict[str, Any]]] = []
                 if cfg.database.engine != "none":
-                    from streamer.db.dump import prepare_dump
+                    from streamer.db import prepare_dump
 
                     dump = await stack.enter_async_context(prepare_dump(cfg.database))
                     extra.append((dump.source, dump.info.to_manifest()))

@@ -77,7 +77,7 @@ async def probe_region(client: RegionClient, create_buckets: bool) -> list[Findi
 async def probe_database(config: Config) -> list[Finding]:
     if config.database.engine == "none":
         return [Finding("database", "configured", True, "DATABASE_INSTALLATION_TYPE=None")]
-    from streamer.db.dump import prepare_dump
+    from streamer.db import prepare_dump
 
     try:
         async with prepare_dump(config.database) as dump:

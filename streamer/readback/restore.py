@@ -254,7 +254,7 @@ def _feed(reader: HashingReader, compression: str, stdin: IO[bytes]) -> None:
 
 async def restore_database(client: RegionClient, ref: ObjectRef, compression: str,
                            db: DatabaseConfig, dl: Download) -> None:
-    from streamer.db.dump import restore_client
+    from streamer.db import restore_client
 
     if db.engine in ("maria", "mysql"):
         await stream_object(client, ref, lambda reader: None, range_size=dl.range_size,
