@@ -22,8 +22,9 @@ import typer
 from streamer import __version__
 from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, StreamerError
 from streamer.model import Periodicity, parse_build_identifier
-from streamer.settings.config import Config, load_file, merge_sources, parse_config
+from streamer.settings.config import Config, parse_config
 from streamer.settings.ops import parse_ops
+from streamer.settings.values import load_file, merge_sources
 
 T = TypeVar("T")
 
