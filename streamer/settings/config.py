@@ -224,8 +224,8 @@ def parse_database(s: Mapping[str, str]) -> DatabaseConfig:
     return db
 
 
-def parse_config(s: Mapping[str, str]) -> Config:
-    """Build the frozen Config from merged settings, or raise ConfigError."""
+def parse_regions(s: Mapping[str, str]) -> tuple[Region, ...]:
+    """One Region per S3_HOST_BASE endpoint, with its keys and location."""
     hosts = split_endpoints(s.get("S3_HOST_BASE", ""))
     if not hosts:
         raise ConfigError("S3_HOST_BASE is not set", "set it to one endpoint per region, separated by |")
@@ -238,11 +238,14 @@ def parse_config(s: Mapping[str, str]) -> Config:
         if not access[i] or not secret[i]:
             raise ConfigError(f"S3_ACCESS_KEY or S3_SECRET_KEY missing for region {i + 1}",
                               "set both, one value for all regions or one per region")
-    regions = tuple(
+    return tuple(
         Region(i + 1, endpoints[i], Secret(access[i]), Secret(secret[i]), locations[i] or "us-east-1")
         for i in range(n)
     )
 
+
+def _parse_bucket(s: Mapping[str, str]) -> str:
+    """STREAMER_BUCKET, else derived from WEBSITE_URL."""
     website_url = s.get("WEBSITE_URL", "")
     bucket = s.get("STREAMER_BUCKET", "")
     if not bucket:
@@ -252,14 +255,13 @@ def parse_config(s: Mapping[str, str]) -> Config:
     if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
         raise ConfigError(f"bucket name {bucket!r} is not a valid S3 bucket name",
                           "use 3-63 lower-case letters, digits, '.' and '-'")
+    return bucket
 
-    quorum = parse_int("STREAMER_QUORUM", s.get("STREAMER_QUORUM", "0"))
-    if quorum > n:
-        raise ConfigError(f"STREAMER_QUORUM={quorum} exceeds the {n} configured regions",
-                          f"set it between 1 and {n}")
 
+def _parse_compression(s: Mapping[str, str]) -> tuple[Compression, int]:
+    """The compression and its level (default: zstd 3, gzip 6)."""
     compression = parse_choice("STREAMER_COMPRESSION", s.get("STREAMER_COMPRESSION", "zstd"),
-                          ("zstd", "gzip", "none"))
+                               ("zstd", "gzip", "none"))
     default_level = {"zstd": 3, "gzip": 6, "none": 0}[compression]
     level = parse_int("STREAMER_COMPRESSION_LEVEL",
                       s.get("STREAMER_COMPRESSION_LEVEL", str(default_level)))
@@ -267,7 +269,11 @@ def parse_config(s: Mapping[str, str]) -> Config:
         raise ConfigError(f"STREAMER_COMPRESSION_LEVEL={level} is out of range", "zstd takes 1-19")
     if compression == "gzip" and not 1 <= level <= 9:
         raise ConfigError(f"STREAMER_COMPRESSION_LEVEL={level} is out of range", "gzip takes 1-9")
+    return compression, level  # type: ignore[return-value]
 
+
+def _parse_memory(s: Mapping[str, str]) -> tuple[int, int]:
+    """The memory budget in bytes, and the zstd worker threads it can afford."""
     budget = parse_size("STREAMER_MEMORY_BUDGET", s.get("STREAMER_MEMORY_BUDGET", "256MiB"))
     if budget < 32 * MiB:
         raise ConfigError(f"STREAMER_MEMORY_BUDGET={budget} bytes is below the 32MiB minimum",
@@ -276,13 +282,30 @@ def parse_config(s: Mapping[str, str]) -> Config:
     if threads and budget < 96 * MiB:
         raise ConfigError("STREAMER_COMPRESSION_THREADS needs STREAMER_MEMORY_BUDGET of 96MiB or more",
                           "zstd workers reserve 32MiB of the budget")
+    return budget, threads
 
+
+def _parse_keep(s: Mapping[str, str]) -> dict[Periodicity, int]:
     keep = dict(DEFAULT_KEEP)
     for p in Periodicity:
         name = f"STREAMER_KEEP_{p.name}"
         if s.get(name):
             keep[p] = parse_int(name, s[name], 1)
+    return keep
 
+
+def parse_config(s: Mapping[str, str]) -> Config:
+    """Build the frozen Config from merged settings, or raise ConfigError."""
+    regions = parse_regions(s)
+    n = len(regions)
+    bucket = _parse_bucket(s)
+    quorum = parse_int("STREAMER_QUORUM", s.get("STREAMER_QUORUM", "0"))
+    if quorum > n:
+        raise ConfigError(f"STREAMER_QUORUM={quorum} exceeds the {n} configured regions",
+                          f"set it between 1 and {n}")
+    compression, level = _parse_compression(s)
+    budget, threads = _parse_memory(s)
+    keep = _parse_keep(s)
     excludes = parse_excludes([s.get("EXCLUDE_FROM_BACKUP", ""), s.get("DIRECTORIES_TO_MOUNT", "")])
 
     return Config(
@@ -294,21 +317,21 @@ def parse_config(s: Mapping[str, str]) -> Config:
                                   s.get("PERSIST_ASSETS_TO_DATASTORE", "0")),
         database=parse_database(s),
         memory_budget=budget,
-        compression=compression,  # type: ignore[arg-type]
+        compression=compression,
         compression_level=level,
         compression_threads=threads,
         quorum=quorum,
         keep=keep,
         stall_timeout=parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300")),
         layout=parse_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"),
-                       ("streamer", "adt")),  # type: ignore[arg-type]
+                            ("streamer", "adt")),  # type: ignore[arg-type]
         checksum=parse_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
-                         ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
+                              ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
         parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
         part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),
         request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "120")),
         progress_interval=parse_float("STREAMER_PROGRESS_INTERVAL",
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),
-        website_url=website_url,
+        website_url=s.get("WEBSITE_URL", ""),
         website_name=s.get("WEBSITE_NAME", ""),
     )
