@@ -21,7 +21,8 @@ import anyio
 import typer
 
 from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, StreamerError
-from streamer.settings.config import Config, load_file, merge_sources, parse_config
+from streamer.settings.config import Config, parse_config
+from streamer.settings.values import load_file, merge_sources
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ import anyio
 
 from streamer import model
 from streamer.commands.common import PruneResult, SeriesCleanup, clean_series, ensure_buckets, prune_all
-from streamer.db.dump import prepare_dump
+from streamer.db import prepare_dump
 from streamer.errors import EXIT_FAILED, StreamerError
 from streamer.housekeeping.lease import Holder, new_holder
 from streamer.housekeeping.lock import BackupLock, hold_lock

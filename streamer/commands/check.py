@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import anyio
 
-from streamer.db.dump import prepare_dump
+from streamer.db import prepare_dump
 from streamer.errors import EXIT_OK, EXIT_USAGE, PreflightError, StoreFailure
 from streamer.pipeline.run import open_regions
 from streamer.settings.config import Config

@@ -35,7 +35,7 @@ import anyio
 
 from streamer import model
 from streamer.codec import DECOMPRESS_ERRORS, decompressed
-from streamer.db.dump import restore_client
+from streamer.db import restore_client
 from streamer.errors import ConfigError, IntegrityError, NotFound, RegionError, StoreFailure, StreamerError
 from streamer.layout.base import Layout
 from streamer.layout.catalog import RunListing, StoredArtifact, StoredManifest, newest_stamp, read_manifest

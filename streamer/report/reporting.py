@@ -25,7 +25,7 @@ import anyio
 
 from streamer.report.hooks import hook_kind, run_hook
 from streamer.report.metrics import try_write_metrics
-from streamer.settings.config import parse_float
+from streamer.settings.values import parse_float
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,17 @@
-"""Typed, frozen configuration (DESIGN.md section 2), parsed without I/O.
+"""Typed, frozen configuration of a backup, parsed without I/O.
 
 Every setting has one name: the ADT environment variable (``S3_HOST_BASE``,
 ``DB_PASSWORD``, ``STREAMER_MEMORY_BUDGET`` ...).  The config file (TOML) uses
 the same names as top-level keys (any case), and command-line flags are mapped
-onto the same names by the CLI.  ``merge_sources`` layers them
-(flag > environment > file > default) into one ``Mapping[str, str]`` and
-``parse_config`` turns that into a ``Config`` or raises ``ConfigError`` with a
-one-line message naming the setting.
+onto the same names by the CLI.  ``merge_sources`` (in ``values.py``, with
+the generic value parsers) layers them (flag > environment > file > default)
+into one ``Mapping[str, str]`` and ``parse_config`` turns that into a
+``Config`` or raises ``ConfigError`` with a one-line message naming the setting.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +21,17 @@ from streamer import codec
 from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
-
-MiB = 1024 * 1024
-GiB = 1024 * MiB
-
+from streamer.settings.values import (
+    MiB,
+    normalise_endpoint,
+    parse_bool,
+    parse_choice,
+    parse_float,
+    parse_int,
+    parse_size,
+    per_region,
+    split_endpoints,
+)
 
 DEFAULT_KEEP: Mapping[Periodicity, int] = {
     Periodicity.HOURLY: 24,
@@ -172,136 +178,7 @@ class Config:
         }
 
 
-# ---------------------------------------------------------------- sources
-
-
-def load_file(path: Path) -> dict[str, str]:
-    """Read a TOML config file whose top-level keys are the env names."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found", "check --config") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} unreadable: {e}", "fix the TOML syntax") from None
-    out: dict[str, str] = {}
-    for key, value in data.items():
-        if isinstance(value, bool):
-            out[key.upper()] = "1" if value else "0"
-        elif isinstance(value, list):
-            out[key.upper()] = "|".join(str(v) for v in value)
-        elif isinstance(value, dict):
-            raise ConfigError(f"config file {path}: [{key}] tables are not supported",
-                              "write settings as top-level KEY = value")
-        else:
-            out[key.upper()] = str(value)
-    return out
-
-
-def merge_sources(
-    file: Mapping[str, str], env: Mapping[str, str], flags: Mapping[str, str | None]
-) -> dict[str, str]:
-    """Layer settings: flag > environment > file (defaults are applied by parse)."""
-    merged = dict(file)
-    merged.update({k: v for k, v in env.items() if v != ""})
-    merged.update({k: v for k, v in flags.items() if v is not None})
-    return merged
-
-
 # ---------------------------------------------------------------- parsing
-
-
-def split_endpoints(text: str) -> list[str]:
-    """Split S3_HOST_BASE: ``|``-separated, or ``:``-separated as in the ADT docs.
-
-    With ``:``, a piece made only of digits is the port of the previous host and
-    a piece starting with ``//`` continues a URL scheme (``http://h:1:http://g:2``).
-    """
-    text = text.strip()
-    if "|" in text:
-        pieces = [p.strip() for p in text.split("|")]
-    else:
-        pieces = []
-        for raw in text.split(":"):
-            if pieces and (raw.isdigit() or raw.startswith("//") or raw.split("/")[0].isdigit()):
-                pieces[-1] = pieces[-1] + ":" + raw
-            else:
-                pieces.append(raw.strip())
-    return [p for p in pieces if p]
-
-
-def normalise_endpoint(text: str) -> str:
-    if re.match(r"^https?://", text):
-        url = text
-    elif "://" in text:
-        raise ConfigError(f"S3_HOST_BASE endpoint {text!r} has an unsupported scheme",
-                          "use http:// or https://, or a bare host")
-    else:
-        url = "https://" + text
-    host = re.sub(r"^https?://", "", url).split("/")[0]
-    if not re.fullmatch(r"[A-Za-z0-9._\-\[\]:]+", host) or host.startswith(":"):
-        raise ConfigError(f"S3_HOST_BASE endpoint {text!r} is not a host or URL",
-                          "separate endpoints with | or :")
-    return url.rstrip("/")
-
-
-def per_region(name: str, text: str, n: int) -> list[str]:
-    values = [v.strip() for v in text.split("|")] if text else [""]
-    if len(values) == 1:
-        return values * n
-    if len(values) != n:
-        raise ConfigError(f"{name} has {len(values)} values for {n} regions",
-                          "give one value for all regions or one per region, separated by |")
-    return values
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
-
-
-def parse_size(name: str, text: str) -> int:
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise ConfigError(f"{name}={text!r} is not a size", "write e.g. 256MiB, 1GiB or 67108864")
-    number, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
-    base = 1024 if (binary or unit) else 1  # "256M" means MiB, as operators mean it
-    power = " KMGT".index(unit) if unit else 0
-    return int(number * base**power)
-
-
-def parse_int(name: str, text: str, minimum: int = 0) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{name}={text!r} is not a whole number", f"set {name} to an integer") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is too small", f"set {name} to at least {minimum}")
-    return value
-
-
-def parse_float(name: str, text: str, minimum: float = 0.0) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"{name}={text!r} is not a number", f"set {name} to seconds") from None
-    if value <= minimum:
-        raise ConfigError(f"{name}={value} is too small", f"set {name} above {minimum}")
-    return value
-
-
-def parse_bool(name: str, text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("1", "true", "yes", "on"):
-        return True
-    if t in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"{name}={text!r} is not a boolean", "use 1 or 0")
-
-
-def _choice(name: str, text: str, choices: Iterable[str]) -> str:
-    t = text.strip().lower()
-    options = list(choices)
-    if t not in options:
-        raise ConfigError(f"{name}={text!r} is not valid", f"use one of {', '.join(options)}")
-    return t
 
 
 def parse_excludes(values: Iterable[str]) -> tuple[str, ...]:
@@ -348,8 +225,8 @@ def parse_database(s: Mapping[str, str]) -> DatabaseConfig:
     return db
 
 
-def parse_config(s: Mapping[str, str]) -> Config:
-    """Build the frozen Config from merged settings, or raise ConfigError."""
+def parse_regions(s: Mapping[str, str]) -> tuple[Region, ...]:
+    """One Region per S3_HOST_BASE endpoint, with its keys and location."""
     hosts = split_endpoints(s.get("S3_HOST_BASE", ""))
     if not hosts:
         raise ConfigError("S3_HOST_BASE is not set", "set it to one endpoint per region, separated by |")
@@ -362,11 +239,14 @@ def parse_config(s: Mapping[str, str]) -> Config:
         if not access[i] or not secret[i]:
             raise ConfigError(f"S3_ACCESS_KEY or S3_SECRET_KEY missing for region {i + 1}",
                               "set both, one value for all regions or one per region")
-    regions = tuple(
+    return tuple(
         Region(i + 1, endpoints[i], Secret(access[i]), Secret(secret[i]), locations[i] or "us-east-1")
         for i in range(n)
     )
 
+
+def _parse_bucket(s: Mapping[str, str]) -> str:
+    """STREAMER_BUCKET, else derived from WEBSITE_URL."""
     website_url = s.get("WEBSITE_URL", "")
     bucket = s.get("STREAMER_BUCKET", "")
     if not bucket:
@@ -376,14 +256,13 @@ def parse_config(s: Mapping[str, str]) -> Config:
     if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
         raise ConfigError(f"bucket name {bucket!r} is not a valid S3 bucket name",
                           "use 3-63 lower-case letters, digits, '.' and '-'")
+    return bucket
 
-    quorum = parse_int("STREAMER_QUORUM", s.get("STREAMER_QUORUM", "0"))
-    if quorum > n:
-        raise ConfigError(f"STREAMER_QUORUM={quorum} exceeds the {n} configured regions",
-                          f"set it between 1 and {n}")
 
-    compression = _choice("STREAMER_COMPRESSION", s.get("STREAMER_COMPRESSION", "zstd"),
-                          ("zstd", "gzip", "none"))
+def _parse_compression(s: Mapping[str, str]) -> tuple[Compression, int]:
+    """The compression and its level (default: zstd 3, gzip 6)."""
+    compression = parse_choice("STREAMER_COMPRESSION", s.get("STREAMER_COMPRESSION", "zstd"),
+                               ("zstd", "gzip", "none"))
     default_level = {"zstd": 3, "gzip": 6, "none": 0}[compression]
     level = parse_int("STREAMER_COMPRESSION_LEVEL",
                       s.get("STREAMER_COMPRESSION_LEVEL", str(default_level)))
@@ -391,7 +270,11 @@ def parse_config(s: Mapping[str, str]) -> Config:
         raise ConfigError(f"STREAMER_COMPRESSION_LEVEL={level} is out of range", "zstd takes 1-19")
     if compression == "gzip" and not 1 <= level <= 9:
         raise ConfigError(f"STREAMER_COMPRESSION_LEVEL={level} is out of range", "gzip takes 1-9")
+    return compression, level  # type: ignore[return-value]
 
+
+def _parse_memory(s: Mapping[str, str]) -> tuple[int, int]:
+    """The memory budget in bytes, and the zstd worker threads it can afford."""
     budget = parse_size("STREAMER_MEMORY_BUDGET", s.get("STREAMER_MEMORY_BUDGET", "256MiB"))
     if budget < 32 * MiB:
         raise ConfigError(f"STREAMER_MEMORY_BUDGET={budget} bytes is below the 32MiB minimum",
@@ -400,13 +283,30 @@ def parse_config(s: Mapping[str, str]) -> Config:
     if threads and budget < 96 * MiB:
         raise ConfigError("STREAMER_COMPRESSION_THREADS needs STREAMER_MEMORY_BUDGET of 96MiB or more",
                           "zstd workers reserve 32MiB of the budget")
+    return budget, threads
 
+
+def _parse_keep(s: Mapping[str, str]) -> dict[Periodicity, int]:
     keep = dict(DEFAULT_KEEP)
     for p in Periodicity:
         name = f"STREAMER_KEEP_{p.name}"
         if s.get(name):
             keep[p] = parse_int(name, s[name], 1)
+    return keep
 
+
+def parse_config(s: Mapping[str, str]) -> Config:
+    """Build the frozen Config from merged settings, or raise ConfigError."""
+    regions = parse_regions(s)
+    n = len(regions)
+    bucket = _parse_bucket(s)
+    quorum = parse_int("STREAMER_QUORUM", s.get("STREAMER_QUORUM", "0"))
+    if quorum > n:
+        raise ConfigError(f"STREAMER_QUORUM={quorum} exceeds the {n} configured regions",
+                          f"set it between 1 and {n}")
+    compression, level = _parse_compression(s)
+    budget, threads = _parse_memory(s)
+    keep = _parse_keep(s)
     excludes = parse_excludes([s.get("EXCLUDE_FROM_BACKUP", ""), s.get("DIRECTORIES_TO_MOUNT", "")])
 
     return Config(
@@ -418,21 +318,21 @@ def parse_config(s: Mapping[str, str]) -> Config:
                                   s.get("PERSIST_ASSETS_TO_DATASTORE", "0")),
         database=parse_database(s),
         memory_budget=budget,
-        compression=compression,  # type: ignore[arg-type]
+        compression=compression,
         compression_level=level,
         compression_threads=threads,
         quorum=quorum,
         keep=keep,
         stall_timeout=parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300")),
-        layout=_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"),
-                       ("streamer", "adt")),  # type: ignore[arg-type]
-        checksum=_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
-                         ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
+        layout=parse_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"),
+                            ("streamer", "adt")),  # type: ignore[arg-type]
+        checksum=parse_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
+                              ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
         parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
         part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),
         request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "120")),
         progress_interval=parse_float("STREAMER_PROGRESS_INTERVAL",
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),
-        website_url=website_url,
+        website_url=s.get("WEBSITE_URL", ""),
         website_name=s.get("WEBSITE_NAME", ""),
     )

@@ -32,7 +32,7 @@ from test_database import (  # noqa: F401  (fixtures)
     pg_setup,
 )
 
-from streamer.db.dump import restore_client
+from streamer.db import restore_client
 from streamer.settings.config import DatabaseConfig
 
 pytestmark = pytest.mark.anyio

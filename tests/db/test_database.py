@@ -1,4 +1,4 @@
-"""Integration tests of streamer.db.dump against the machine's real servers.
+"""Integration tests of streamer.db against the machine's real servers.
 
 PostgreSQL (127.0.0.1:5432, superuser ``postgres``) and MariaDB (127.0.0.1:3306,
 ``root`` with an empty password) must be running: these tests fail, not skip,
@@ -33,7 +33,7 @@ import anyio
 import asyncpg
 import pytest
 
-from streamer.db.dump import prepare_dump, restore_client
+from streamer.db import prepare_dump, restore_client
 from streamer.errors import PreflightError
 from streamer.process import ProcessSource
 from streamer.settings.config import DatabaseConfig, Secret

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from streamer import model
-from streamer.errors import ConfigError, IntegrityError
+from streamer.errors import IntegrityError
 from streamer.housekeeping.cleanup import plan_cleanup, upload_started
 from streamer.housekeeping.retention import deletion_order, select_expired
 from streamer.layout import streamer as layout
@@ -29,7 +29,6 @@ from streamer.readback.download import plan_ranges, ranges_in_flight
 from streamer.readback.safety import ArchiveGuard, Kind, split_member_name
 from streamer.readback.verify import disagreements
 from streamer.render import age
-from streamer.settings.ops import OpsConfig, parse_duration, parse_ops
 from streamer.store.base import ObjectInfo, UploadInfo
 
 MiB = 1024 * 1024
@@ -258,19 +257,6 @@ def test_cleanup_removes_only_old_manifest_less_runs_lock_or_not() -> None:
 
 
 # ---------------------------------------------------------------- settings, output
-
-
-def test_durations() -> None:
-    assert parse_duration("X", "900") == 900
-    assert parse_duration("X", "15m") == 900
-    assert parse_duration("X", "24h") == 86400
-    assert parse_duration("X", "1.5d") == 129600
-    assert parse_ops({}) == OpsConfig(900.0, 86400.0)
-    assert parse_ops({"STREAMER_LOCK_LEASE": "5s", "STREAMER_CLEANUP_HORIZON": "0"}) == OpsConfig(5, 0)
-    with pytest.raises(ConfigError, match="STREAMER_LOCK_LEASE"):
-        parse_ops({"STREAMER_LOCK_LEASE": "1s"})
-    with pytest.raises(ConfigError, match="not a duration"):
-        parse_duration("X", "soon")
 
 
 def test_age() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from streamer.errors import ConfigError
 from streamer.model import Periodicity, parse_build_identifier
-from streamer.settings.config import MiB, load_file, merge_sources, parse_config, parse_size, split_endpoints
+from streamer.settings.config import parse_config
+from streamer.settings.values import MiB, load_file, merge_sources, parse_size, split_endpoints
 
 BASE = {"S3_HOST_BASE": "a.example.com", "S3_ACCESS_KEY": "AK", "S3_SECRET_KEY": "SK",
         "STREAMER_BUCKET": "my-bucket"}
