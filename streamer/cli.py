@@ -97,7 +97,7 @@ def main_callback(ctx: typer.Context, debug: DebugOpt = False) -> None:
     ctx.obj = Options(debug=debug)
 
 
-# Over 60 lines: fourteen declared options, and the failure path's summary and hooks.
+# Long: fourteen declared options, and the failure path's summary and hooks.
 @app.command(epilog=ENV_HELP + "\n\n" + EXIT_CODES_HELP)
 def backup(
     ctx: typer.Context,
