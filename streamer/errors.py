@@ -1,6 +1,6 @@
 """The one errors module: every user-facing failure is a StreamerError.
 
-Each error carries the exit code documented in DESIGN.md section 1 and a
+Each error carries the exit code documented in the README ("Exit codes") and a
 one-line message saying what failed, where, and what to do.  Exceptions from
 aiobotocore, asyncpg and aiomysql are translated into these at the boundary;
 nothing else reaches the CLI, which prints ``str(error)`` on one line.

@@ -23,7 +23,7 @@ uploads are completed (``AdtLayout.before_commit``):
     2. delete ``streamer-manifest.json`` (the current run stops existing for
        streamer while its objects are replaced);
     3. complete the uploads (the objects become the new ones), and
-    4. write the new manifest (the pipeline's commit, pipeline/run.py).
+    4. write the new manifest (the pipeline's commit, pipeline/commit.py).
 
 A run killed between 2 and 4 leaves no current manifest -- restore then finds
 the ``.BACKUP`` run, whose manifest and objects still match.  A run that fails

@@ -34,7 +34,7 @@ from streamer.model import BackupResult, Periodicity
 SCHEMA_VERSION = 1
 SCHEMA_ID = "https://streamer.invalid/schemas/summary-v1.json"
 
-# exit code -> summary "status" (DESIGN.md section 1)
+# exit code -> summary "status" (the exit codes: README, "Exit codes")
 STATUS_BY_EXIT: Mapping[int, str] = {
     EXIT_OK: "committed",
     EXIT_FAILED: "failed",

@@ -106,12 +106,12 @@ class Config:
     # Every chunk buffer of every stream and region together stays under this.
     # Memory formula: peak chunk bytes <= memory_budget; each stream needs at
     # least two parts (one filling, one uploading), so part sizes are capped at
-    # memory_budget // (2 * streams) -- see sizing.py.
+    # memory_budget // (2 * streams) -- see pipeline/sizing.py.
     memory_budget: int = 256 * MiB
     compression: Compression = "zstd"
     compression_level: int = 3
     # zstd worker threads for the webroot; 0 compresses in the producer thread
-    # (fastest on two cores).  >0 reserves 32 MiB of the budget (sizing.py).
+    # (fastest on two cores).  >0 reserves 32 MiB of the budget (codec.py).
     compression_threads: int = 0
     quorum: int = 0  # 0: all regions
     keep: Mapping[Periodicity, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
