@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -126,13 +127,19 @@ class Outcome(Enum):
 
 
 def tally(claims: Sequence[Claim], regions: int) -> Outcome:
-    """What the claims of one round add up to (pure)."""
+    """What the claims of one round add up to (pure).
+
+    Copies held by others count per holder: three runs that took one region
+    each have split the regions (every one gives back and retries), although
+    together the others hold a majority against each of them."""
     ours = sum(1 for c in claims if c.state is ClaimState.ACQUIRED)
     held = sum(1 for c in claims if c.state is ClaimState.HELD)
+    per_holder = Counter(c.holder.token if c.holder else "" for c in claims
+                         if c.state is ClaimState.HELD)
     need = majority(regions)
     if ours >= need:
         return Outcome.ACQUIRED
-    if held >= need or (held and not ours):
+    if max(per_holder.values(), default=0) >= need or (held and not ours):
         return Outcome.HELD
     if held and ours:
         return Outcome.SPLIT

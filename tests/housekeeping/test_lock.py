@@ -94,6 +94,16 @@ def test_tally(states: list[ClaimState], regions: int, outcome: Outcome) -> None
     assert tally([c(s) for s in states], regions) is outcome
 
 
+def test_three_runs_with_one_region_each_have_split_not_lost() -> None:
+    """Three takers that each won one of three regions: nobody holds a majority,
+    so each must give back and retry (SPLIT), not give up (HELD) -- otherwise
+    all three skip and no backup runs at all."""
+    b, d = holder(token="run-b", host="b"), holder(token="run-d", host="d")
+    assert tally([c(A), Claim(0, Hd, holder=b), Claim(0, Hd, holder=d)], 3) is Outcome.SPLIT
+    assert tally([c(A), Claim(0, Hd, holder=b), Claim(0, Hd, holder=b)], 3) is Outcome.HELD
+    assert tally([Claim(0, Hd, holder=b), Claim(0, Hd, holder=d), c(U)], 3) is Outcome.HELD
+
+
 def test_two_contenders_never_both_hold_a_majority() -> None:
     for n in range(1, 8):
         for mine in range(n + 1):
