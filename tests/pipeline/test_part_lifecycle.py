@@ -65,7 +65,7 @@ async def test_region_dropped_while_parts_wait_to_be_sealed(
     monkeypatch.setattr(Part, "seal", held_shut)
     key = f"lifecycle/{uuid.uuid4().hex}"
     below_quorum: list[bool] = []
-    async with open_regions(config) as clients:
+    async with open_regions(config, config.bucket) as clients:
         runs = await preflight_regions(clients)
         assert all(r.alive for r in runs)
         fanout = Fanout(config, runs, ByteBudget(config.memory_budget), MIN_PART,
