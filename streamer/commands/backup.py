@@ -16,7 +16,8 @@ from streamer.process import ProcessSource
 from streamer.report.progress import LogProgress, TerminalProgress
 from streamer.settings.config import Config
 from streamer.settings.ops import OpsConfig
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
+from streamer.store.s3 import open_stores
 
 
 def _mb(n: int) -> str:
@@ -65,7 +66,7 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
     from streamer.commands.maintenance import clean_regions, cleaner, lock_key, prune_all
     from streamer.housekeeping.lock import BackupLock, hold_lock, new_holder
     from streamer.layout import adt
-    from streamer.layout.catalog import open_clients
+    from streamer.layout.catalog import CATALOG_POLICY
     from streamer.pipeline.webroot import webroot_source
 
     ops = ops or OpsConfig()
@@ -79,11 +80,11 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
         names = [adt.WEBROOT_OBJECT] + ([adt.database_object(cfg)]
                                         if cfg.database.engine != "none" else [])
 
-        async def keep_previous(client: RegionClient) -> None:
+        async def keep_previous(client: ObjectStore) -> None:
             await adt.keep_previous(client, tuple(names))
 
         before_commit = keep_previous
-    async with open_clients(cfg) as clients:
+    async with open_stores(cfg, CATALOG_POLICY) as clients:
         await _ensure_buckets(clients)
         lock = BackupLock(clients, lock_key(cfg, build, periodicity), what, ops.lock_lease,
                           new_holder(model.stamp(started), ops.lock_lease, started))
@@ -123,9 +124,9 @@ async def backup_command(config: Config, periodicity: Periodicity, build: str,
     return result
 
 
-async def _ensure_buckets(clients: list[RegionClient]) -> None:
+async def _ensure_buckets(clients: list[ObjectStore]) -> None:
     """Create the bucket where missing, so the lock can be written (errors: later)."""
-    async def one(client: RegionClient) -> None:
+    async def one(client: ObjectStore) -> None:
         with contextlib.suppress(StoreFailure), anyio.move_on_after(client.request_timeout):
             await client.ensure_bucket()
 
@@ -140,9 +141,8 @@ async def config_check_command(config: Config, create_buckets: bool, json_out: b
 
     from streamer.commands.check import run_checks
     from streamer.errors import EXIT_OK, EXIT_USAGE
-    from streamer.pipeline.run import open_regions
 
-    async with open_regions(config) as clients:
+    async with open_stores(config) as clients:
         findings = await run_checks(config, clients, create_buckets)
     problems = [f for f in findings if not f.ok]
     if json_out:

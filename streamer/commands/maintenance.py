@@ -23,13 +23,21 @@ from streamer.housekeeping.lock import BackupLock, new_holder
 from streamer.housekeeping.retention import PruneReport, prune_series
 from streamer.layout import adt
 from streamer.layout import streamer as layout
-from streamer.layout.catalog import RunListing, all_series, bucket_runs, open_clients, series_runs
+from streamer.layout.catalog import (
+    CATALOG_POLICY,
+    CATALOG_READS,
+    RunListing,
+    all_series,
+    bucket_runs,
+    series_runs,
+)
 from streamer.model import Periodicity
 from streamer.readback.restore import RestoreRequest, RunsOf, restore_run
 from streamer.readback.verify import verify_run
 from streamer.settings.config import Config
 from streamer.settings.ops import OpsConfig
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
+from streamer.store.s3 import open_stores
 
 
 def runs_of(config: Config, build: str, periodicity: Periodicity) -> RunsOf:
@@ -48,7 +56,7 @@ def lock_key(config: Config, build: str, periodicity: Periodicity) -> str:
 
 async def restore_command(config: Config, request: RestoreRequest) -> int:
     cfg = adt.for_layout(config, request.periodicity)
-    async with open_clients(cfg) as clients:
+    async with open_stores(cfg, CATALOG_POLICY) as clients:
         return await restore_run(cfg, clients, runs_of(cfg, request.build, request.periodicity),
                                  request)
 
@@ -56,7 +64,7 @@ async def restore_command(config: Config, request: RestoreRequest) -> int:
 async def verify_command(config: Config, periodicity: Periodicity, build: str,
                          at: str | None) -> int:
     cfg = adt.for_layout(config, periodicity)
-    async with open_clients(cfg) as clients:
+    async with open_stores(cfg, CATALOG_POLICY) as clients:
         return await verify_run(cfg, clients, runs_of(cfg, build, periodicity),
                                 f"{build}/{periodicity.value}", at)
 
@@ -98,10 +106,10 @@ async def list_command(config: Config, periodicity: Periodicity | None, build: s
     labels: dict[int, tuple[str, str]] = {}
     for p in periods:
         cfg = adt.for_layout(config, p) if p is not None else config
-        async with open_clients(cfg) as clients:
-            async def one(client: RegionClient, p: Periodicity | None = p, cfg: Config = cfg) -> None:
-                index = client.region.index
-                labels[index] = (client.label, client.region.endpoint)
+        async with open_stores(cfg, CATALOG_POLICY) as clients:
+            async def one(client: ObjectStore, p: Periodicity | None = p, cfg: Config = cfg) -> None:
+                index = client.index
+                labels[index] = (client.label, client.endpoint)
                 try:
                     if cfg.layout == "adt":
                         assert p is not None
@@ -149,18 +157,18 @@ def _order(run: RunListing) -> tuple[str, str, str]:
 # ---------------------------------------------------------------- prune, cleanup
 
 
-async def _series(clients: list[RegionClient], periodicity: Periodicity | None,
+async def _series(clients: list[ObjectStore], periodicity: Periodicity | None,
                   build: str | None) -> list[tuple[str, Periodicity]]:
     """The (build, periodicity) pairs to work on: given, or every one found in any region."""
     if periodicity is not None and build is not None:
         return [(build, periodicity)]
     keys: set[str] = set()
 
-    async def one(client: RegionClient) -> None:
+    async def one(client: ObjectStore) -> None:
         try:
             prefix = f"{build}/" if build else ""
-            keys.update(o.key for o in await client.list_objects(prefix, attempts=2))
-            keys.update(u.key for u in await client.list_uploads(prefix, attempts=2))
+            keys.update(o.key for o in await client.list_objects(prefix, policy=CATALOG_READS))
+            keys.update(u.key for u in await client.list_uploads(prefix, policy=CATALOG_READS))
         except StoreFailure:
             pass  # reported by the per-region work below
 
@@ -174,16 +182,16 @@ async def prune_command(config: Config, periodicity: Periodicity | None, build: 
     if config.layout == "adt":
         print("ADT layout: each periodicity keeps the current copy and the .BACKUP one; nothing to prune")
         return EXIT_OK
-    async with open_clients(config) as clients:
+    async with open_stores(config, CATALOG_POLICY) as clients:
         return await prune_all(config, clients, await _series(clients, periodicity, build))
 
 
-async def prune_all(config: Config, clients: list[RegionClient],
+async def prune_all(config: Config, clients: list[ObjectStore],
                     series: list[tuple[str, Periodicity]], quiet_if_nothing: bool = False) -> int:
     reports: list[tuple[str, Periodicity, PruneReport]] = []
     errors: list[str] = []
 
-    async def one(client: RegionClient, build: str, p: Periodicity) -> None:
+    async def one(client: ObjectStore, build: str, p: Periodicity) -> None:
         try:
             reports.append((build, p, await prune_series(client, build, p, config.keep[p])))
         except StoreFailure as e:
@@ -205,17 +213,17 @@ async def prune_all(config: Config, clients: list[RegionClient],
     return EXIT_OK
 
 
-Cleaner = Callable[[RegionClient, bool], Awaitable[CleanupReport]]
+Cleaner = Callable[[ObjectStore, bool], Awaitable[CleanupReport]]
 
 
 def cleaner(config: Config, build: str, periodicity: Periodicity, horizon: float) -> Cleaner:
     """One region's cleanup of one build and periodicity, in the configured layout."""
     span = timedelta(seconds=horizon)
 
-    async def streamer_layout(client: RegionClient, holding: bool) -> CleanupReport:
+    async def streamer_layout(client: ObjectStore, holding: bool) -> CleanupReport:
         return await cleanup_series(client, build, periodicity, datetime.now(UTC), span, holding)
 
-    async def adt_layout(client: RegionClient, holding: bool) -> CleanupReport:
+    async def adt_layout(client: ObjectStore, holding: bool) -> CleanupReport:
         aborted, errors = 0, list[str]()
         for key in adt.object_keys(config):
             r = await cleanup_prefix(client, key, datetime.now(UTC), span, holding, with_runs=False)
@@ -226,12 +234,12 @@ def cleaner(config: Config, build: str, periodicity: Periodicity, horizon: float
     return adt_layout if config.layout == "adt" else streamer_layout
 
 
-async def clean_regions(clients: list[RegionClient], clean: Cleaner, holding: bool,
+async def clean_regions(clients: list[ObjectStore], clean: Cleaner, holding: bool,
                         what: str, quiet_if_nothing: bool = False) -> list[str]:
     """Run ``clean`` in every region; print what was done; return the problems."""
     problems: list[str] = []
 
-    async def one(client: RegionClient) -> None:
+    async def one(client: ObjectStore) -> None:
         try:
             r = await clean(client, holding)
         except StoreFailure as e:
@@ -263,10 +271,10 @@ async def cleanup_command(config: Config, ops: OpsConfig, periodicity: Periodici
                               "run `streamer cleanup PERIODICITY BUILD_IDENTIFIER`")
         targets = [(adt.adt_config(config, p), [(build, p)]) for p in periods]
     else:
-        async with open_clients(config) as clients:
+        async with open_stores(config, CATALOG_POLICY) as clients:
             targets = [(config, await _series(clients, periodicity, build))]
     for cfg, series in targets:
-        async with open_clients(cfg) as clients:
+        async with open_stores(cfg, CATALOG_POLICY) as clients:
             for b, p in series:
                 what = f"{b}/{p.value}"
                 lock = BackupLock(clients, lock_key(cfg, b, p), what, ops.lock_lease,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from streamer.layout.catalog import RunListing, series_runs
 from streamer.model import Periodicity
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 
 def select_expired(runs: Sequence[RunListing], keep: int) -> list[RunListing]:
@@ -47,7 +47,7 @@ class PruneReport:
     removed: tuple[str, ...]  # stamps removed
 
 
-async def prune_series(client: RegionClient, build: str, periodicity: Periodicity,
+async def prune_series(client: ObjectStore, build: str, periodicity: Periodicity,
                        keep: int) -> PruneReport:
     """Apply retention to one build and periodicity in one region."""
     runs = await series_runs(client, build, periodicity)

@@ -38,11 +38,11 @@ from __future__ import annotations
 import dataclasses
 
 from streamer.errors import ConfigError
-from streamer.layout.catalog import CATALOG_ATTEMPTS, RunListing, list_or_empty, parse_manifest
+from streamer.layout.catalog import CATALOG_READS, RunListing, list_or_empty, parse_manifest
 from streamer.layout.streamer import Placement
 from streamer.model import STAMP_RE, Periodicity
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 WEBROOT_OBJECT = "applicationsourcecode.tar.gz"
 MANIFEST = "streamer-manifest.json"
@@ -88,7 +88,7 @@ def object_keys(config: Config) -> tuple[str, ...]:
     return (WEBROOT_OBJECT, database_object(config))
 
 
-async def keep_previous(client: RegionClient, keys: tuple[str, ...]) -> None:
+async def keep_previous(client: ObjectStore, keys: tuple[str, ...]) -> None:
     """Steps 1 and 2 of the commit (see the module docstring), in one region."""
     for key in keys:
         await client.copy_object(key, key + BACKUP_SUFFIX)
@@ -96,7 +96,7 @@ async def keep_previous(client: RegionClient, keys: tuple[str, ...]) -> None:
         await client.delete_object(MANIFEST)
 
 
-async def adt_runs(client: RegionClient, build: str | None, periodicity: Periodicity,
+async def adt_runs(client: ObjectStore, build: str | None, periodicity: Periodicity,
                    config: Config) -> list[RunListing]:
     """The current run and the ``.BACKUP`` one, as far as their manifests exist."""
     objects = {o.key: o for o in await list_or_empty(client, "")}
@@ -106,7 +106,7 @@ async def adt_runs(client: RegionClient, build: str | None, periodicity: Periodi
         manifest_key = MANIFEST + suffix
         if manifest_key not in objects:
             continue
-        found = await client.get_with_etag(manifest_key, attempts=CATALOG_ATTEMPTS)
+        found = await client.get_with_etag(manifest_key, policy=CATALOG_READS)
         if found is None:
             continue
         manifest = parse_manifest(found[0], f"{client.label}: {manifest_key}", suffix)

@@ -9,9 +9,8 @@ The ADT layout has its own catalog (``adt.py``) producing the same values.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,14 +19,14 @@ from streamer import model
 from streamer.errors import IntegrityError, StoreFailure
 from streamer.layout import streamer as layout
 from streamer.model import Periodicity
-from streamer.settings.config import Config
-from streamer.store.base import ObjectInfo
+from streamer.store.base import ObjectInfo, ObjectStore
 from streamer.store.retry import RetryPolicy
-from streamer.store.s3 import RegionClient, open_region
 
-# Listing and small reads fail over quickly: a dead region costs about a second.
-CATALOG_ATTEMPTS = 2
+# Commands other than the backup fail over quickly (the default policy of
+# their stores, see open_stores); listing and small reads more quickly still:
+# a dead region costs about a second.
 CATALOG_POLICY = RetryPolicy(max_attempts=3, base_delay=0.25, max_delay=4.0)
+CATALOG_READS = CATALOG_POLICY.tries(2)
 
 _ARTIFACT_BASES = {"webroot.tar": "webroot", "database.sql": "database"}
 
@@ -171,8 +170,8 @@ def parse_manifest(data: bytes, where: str, key_suffix: str = "") -> StoredManif
                              "the run is damaged; restore another --at stamp") from None
 
 
-async def read_manifest(client: RegionClient, key: str, key_suffix: str = "") -> StoredManifest:
-    found = await client.get_with_etag(key, attempts=CATALOG_ATTEMPTS)
+async def read_manifest(client: ObjectStore, key: str, key_suffix: str = "") -> StoredManifest:
+    found = await client.get_with_etag(key, policy=CATALOG_READS)
     if found is None:
         raise IntegrityError(f"{client.label}: {key} vanished", "the run was pruned meanwhile")
     return parse_manifest(found[0], f"{client.label}: {key}", key_suffix)
@@ -185,22 +184,22 @@ def no_bucket(failure: StoreFailure) -> bool:
     return failure.code == "NoSuchBucket"
 
 
-async def list_or_empty(client: RegionClient, prefix: str) -> list[ObjectInfo]:
+async def list_or_empty(client: ObjectStore, prefix: str) -> list[ObjectInfo]:
     """Objects under prefix; none if the bucket does not exist (yet) in this region."""
     try:
-        return await client.list_objects(prefix, attempts=CATALOG_ATTEMPTS)
+        return await client.list_objects(prefix, policy=CATALOG_READS)
     except StoreFailure as f:
         if no_bucket(f):
             return []
         raise
 
 
-async def series_runs(client: RegionClient, build: str, periodicity: Periodicity) -> list[RunListing]:
+async def series_runs(client: ObjectStore, build: str, periodicity: Periodicity) -> list[RunListing]:
     """Every run (committed or not) of one build and periodicity in one region."""
     return group_runs(await list_or_empty(client, layout.series_prefix(build, periodicity)))
 
 
-async def bucket_runs(client: RegionClient, build: str | None = None,
+async def bucket_runs(client: ObjectStore, build: str | None = None,
                       periodicity: Periodicity | None = None) -> list[RunListing]:
     """Runs of the whole bucket, or of one build and/or periodicity."""
     prefix = f"{build}/" if build else ""
@@ -221,12 +220,3 @@ def all_series(keys: Iterable[str]) -> list[tuple[str, Periodicity]]:
             continue
     return sorted(found, key=lambda s: (s[0], s[1].value))
 
-
-@contextlib.asynccontextmanager
-async def open_clients(config: Config, policy: RetryPolicy = CATALOG_POLICY,
-                       pool: int = 16) -> AsyncIterator[list[RegionClient]]:
-    """A client per configured region, for commands other than the backup itself."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(
-            open_region(r, config.bucket, config.checksum, config.request_timeout, policy, pool))
-            for r in config.regions]

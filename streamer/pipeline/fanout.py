@@ -35,8 +35,7 @@ from streamer.pipeline.sizing import MAX_PARTS, ZSTD_MT_RESERVE, part_size
 from streamer.pipeline.upload_state import Decision, UploadState
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
-from streamer.store.base import PartBody
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore, PartBody
 
 ABORT_TIMEOUT = 30.0
 
@@ -45,7 +44,7 @@ ABORT_TIMEOUT = 30.0
 class RegionRun:
     """A region's live state during one backup."""
 
-    client: RegionClient
+    client: ObjectStore
     alive: bool = True
     failure: str | None = None
     outstanding: int = 0  # parts queued or in flight, all artifacts
@@ -56,7 +55,7 @@ class RegionRun:
 
     @property
     def index(self) -> int:
-        return self.client.region.index
+        return self.client.index
 
     @property
     def label(self) -> str:
@@ -346,7 +345,7 @@ class Fanout:
             slots.release()
 
 
-async def abort_upload(client: RegionClient, key: str, state: UploadState) -> None:
+async def abort_upload(client: ObjectStore, key: str, state: UploadState) -> None:
     """Abort one region's multipart upload, best effort, bounded in time."""
     if state.upload_id is None or state.completed:
         return

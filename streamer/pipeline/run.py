@@ -9,9 +9,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,8 +35,8 @@ from streamer.pipeline.sizing import ZSTD_MT_RESERVE, max_part_size
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
-from streamer.store.retry import RetryPolicy
-from streamer.store.s3 import RegionClient, open_region
+from streamer.store.base import ObjectStore
+from streamer.store.s3 import open_stores
 
 PREFLIGHT_ATTEMPTS = 3
 
@@ -75,20 +74,7 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@contextlib.asynccontextmanager
-async def open_regions(config: Config) -> AsyncIterator[list[RegionClient]]:
-    policy = RetryPolicy(max_attempts=config.part_retries)
-    pool = config.parts_in_flight * 2 + 4
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                open_region(r, config.bucket, config.checksum, config.request_timeout, policy, pool))
-            for r in config.regions
-        ]
-        yield clients
-
-
-async def preflight_regions(clients: list[RegionClient]) -> list[RegionRun]:
+async def preflight_regions(clients: list[ObjectStore]) -> list[RegionRun]:
     """Check (and create) the bucket in every region, concurrently."""
     runs = [RegionRun(c) for c in clients]
 
@@ -112,7 +98,7 @@ class Observer(Protocol):
     async def watch(self, fanout: Fanout, artifacts: list[ArtifactRun]) -> None: ...
 
 
-BeforeCommit = Callable[[RegionClient], Awaitable[None]]
+BeforeCommit = Callable[[ObjectStore], Awaitable[None]]
 
 
 async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
@@ -140,7 +126,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
                           artifacts=artifacts, budget_limit=config.memory_budget)
 
-    async with open_regions(config) as clients:
+    async with open_stores(config) as clients:
         regions = await preflight_regions(clients)
         live = [r for r in regions if r.alive]
         quorum = config.effective_quorum
@@ -323,9 +309,9 @@ def _finish(result: BackupResult, regions: list[RegionRun], committed: list[Regi
     committed_ids = {r.index for r in committed}
     for r in regions:
         if r.index in committed_ids:
-            result.regions.append(RegionResult(r.index, r.client.region.endpoint, "committed"))
+            result.regions.append(RegionResult(r.index, r.client.endpoint, "committed"))
         else:
-            result.regions.append(RegionResult(r.index, r.client.region.endpoint,
+            result.regions.append(RegionResult(r.index, r.client.endpoint,
                                                "failed" if r.failure else "aborted",
                                                r.failure))
     if failure is not None:

@@ -60,9 +60,9 @@ from streamer.readback.extract import (
     same_owner_default,
 )
 from streamer.settings.config import Config, DatabaseConfig
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
-RunsOf = Callable[[RegionClient], Awaitable[list[RunListing]]]
+RunsOf = Callable[[ObjectStore], Awaitable[list[RunListing]]]
 T = TypeVar("T")
 
 
@@ -85,7 +85,7 @@ def validate_stamp(at: str | None) -> str | None:
     return at
 
 
-def choose_regions(clients: list[RegionClient], region: int | None) -> list[RegionClient]:
+def choose_regions(clients: list[ObjectStore], region: int | None) -> list[ObjectStore]:
     if region is None:
         return clients
     if not 1 <= region <= len(clients):
@@ -98,21 +98,21 @@ class Located:
     """A committed run and the regions holding it, in the order to try them."""
 
     stamp: str
-    holders: list[tuple[RegionClient, RunListing]]
+    holders: list[tuple[ObjectStore, RunListing]]
     unreachable: list[str]
 
 
-async def locate(clients: list[RegionClient], runs_of: RunsOf, at: str | None,
+async def locate(clients: list[ObjectStore], runs_of: RunsOf, at: str | None,
                  what: str) -> Located:
     """List every region at once; pick the newest committed stamp (or ``at``)."""
     found: dict[int, list[RunListing]] = {}
     errors: dict[int, str] = {}
 
-    async def one(client: RegionClient) -> None:
+    async def one(client: ObjectStore) -> None:
         try:
-            found[client.region.index] = [r for r in await runs_of(client) if r.committed]
+            found[client.index] = [r for r in await runs_of(client) if r.committed]
         except StoreFailure as e:
-            errors[client.region.index] = str(e)
+            errors[client.index] = str(e)
 
     async with anyio.create_task_group() as tg:
         for c in clients:
@@ -124,7 +124,7 @@ async def locate(clients: list[RegionClient], runs_of: RunsOf, at: str | None,
     if stamp is None:
         raise NotFound(f"no committed backup of {what} in any region that answered",
                        "check the build identifier and periodicity with `streamer list`")
-    holders = [(c, r) for c in clients for r in found.get(c.region.index, []) if r.stamp == stamp]
+    holders = [(c, r) for c in clients for r in found.get(c.index, []) if r.stamp == stamp]
     if not holders:
         raise NotFound(f"no committed backup {what}/{stamp} in any region that answered",
                        "see `streamer list` for the stamps there are")
@@ -155,7 +155,7 @@ class Download:
         return Download(RANGE_SIZE, ranges_in_flight(config.memory_budget // max(1, streams)))
 
 
-async def object_ref(client: RegionClient, manifest: StoredManifest, art: StoredArtifact) -> ObjectRef:
+async def object_ref(client: ObjectStore, manifest: StoredManifest, art: StoredArtifact) -> ObjectRef:
     key = manifest.key_of(art)
     head = await client.head_object(key)
     if head is None:
@@ -170,7 +170,7 @@ async def object_ref(client: RegionClient, manifest: StoredManifest, art: Stored
 # ---------------------------------------------------------------- webroot
 
 
-async def restore_tree(client: RegionClient, ref: ObjectRef, compression: str, target: Path,
+async def restore_tree(client: ObjectStore, ref: ObjectRef, compression: str, target: Path,
                        dl: Download, same_owner: bool) -> ExtractStats:
     """Extract into a temporary directory inside ``target``; move into place once verified.
 
@@ -252,7 +252,7 @@ def _feed(reader: HashingReader, compression: str, stdin: IO[bytes]) -> None:
     stdin.close()
 
 
-async def restore_database(client: RegionClient, ref: ObjectRef, compression: str,
+async def restore_database(client: ObjectStore, ref: ObjectRef, compression: str,
                            db: DatabaseConfig, dl: Download) -> None:
     from streamer.db.dump import restore_client
 
@@ -310,7 +310,7 @@ def _rate(nbytes: int, seconds: float) -> str:
     return f"{nbytes / 1e6:.1f} MB in {seconds:.2f} s ({nbytes / 1e6 / max(seconds, 1e-9):.0f} MB/s)"
 
 
-async def restore_run(config: Config, clients: list[RegionClient], runs_of: RunsOf,
+async def restore_run(config: Config, clients: list[ObjectStore], runs_of: RunsOf,
                       request: RestoreRequest) -> int:
     what = f"{request.build}/{request.periodicity.value}"
     at = validate_stamp(request.at)

@@ -22,12 +22,12 @@ from streamer.layout.catalog import RunListing, StoredManifest, read_manifest
 from streamer.readback.download import stream_object
 from streamer.readback.restore import Download, RunsOf, locate, object_ref, validate_stamp
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 
 @dataclass
 class RegionCheck:
-    client: RegionClient
+    client: ObjectStore
     manifest: StoredManifest | None = None
     problem: str | None = None
     verified_bytes: int = 0
@@ -59,7 +59,7 @@ def _describe(a: dict[str, tuple[int, str]], b: dict[str, tuple[int, str]]) -> s
     return "differs"
 
 
-async def check_region(client: RegionClient, run: RunListing | None, stamp: str,
+async def check_region(client: ObjectStore, run: RunListing | None, stamp: str,
                        dl: Download) -> RegionCheck:
     check = RegionCheck(client)
     started = time.monotonic()
@@ -79,16 +79,16 @@ async def check_region(client: RegionClient, run: RunListing | None, stamp: str,
     return check
 
 
-async def verify_run(config: Config, clients: list[RegionClient], runs_of: RunsOf, what: str,
+async def verify_run(config: Config, clients: list[ObjectStore], runs_of: RunsOf, what: str,
                      at: str | None) -> int:
     located = await locate(clients, runs_of, validate_stamp(at), what)
-    holding = {c.region.index: r for c, r in located.holders}
+    holding = {c.index: r for c, r in located.holders}
     checks: dict[int, RegionCheck] = {}
     dl = Download.for_config(config, len(clients))
 
-    async def one(client: RegionClient) -> None:
-        checks[client.region.index] = await check_region(
-            client, holding.get(client.region.index), located.stamp, dl)
+    async def one(client: ObjectStore) -> None:
+        checks[client.index] = await check_region(
+            client, holding.get(client.index), located.stamp, dl)
 
     async with anyio.create_task_group() as tg:
         for client in clients:

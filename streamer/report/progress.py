@@ -63,7 +63,7 @@ def snapshot(fanout: Fanout, artifacts: list[ArtifactRun], now: float | None = N
             else:
                 status = "uploading"
             acked = state.acked_bytes
-            rows.append(Row(art.name, index, region.client.region.endpoint, status, acked,
+            rows.append(Row(art.name, index, region.client.endpoint, status, acked,
                             acked / secs, state.outstanding, region.in_flight, state.retries))
     read = {a.name: (a.filler.source_bytes if a.filler is not None else a.source_bytes)
             for a in artifacts}
