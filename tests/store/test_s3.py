@@ -16,7 +16,8 @@ from streamer.errors import StoreFailure
 from streamer.settings.config import Region, Secret
 from streamer.store.base import PartBody
 from streamer.store.retry import RetryPolicy
-from streamer.store.s3 import PartPayload, open_store
+from streamer.store.s3 import open_store
+from streamer.store.s3_hooks import PartPayload
 
 pytestmark = pytest.mark.anyio
 MiB = 1024 * 1024
