@@ -1,16 +1,22 @@
 """Shared fixtures.
 
 Integration tests talk to real servers: three SeaweedFS regions started by
-``scripts/regions up`` (idempotent; ``scripts/test`` starts them first), the
-machine's MariaDB and PostgreSQL.  A missing server is a failure, never a skip.
+``scripts/regions up`` (idempotent; ``scripts/test`` starts them first), a
+moto server (a second, independently written S3 server, started here on a
+free port for the session), the machine's MariaDB and PostgreSQL.  A missing
+server is a failure, never a skip.
 Async tests run on asyncio with uvloop.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +43,40 @@ def regions() -> RegionsEnv:
     if proc.returncode != 0:
         pytest.fail(f"scripts/regions up failed: {proc.stderr[-2000:]}")
     return load_regions_env()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server on a free loopback port (its endpoint URL), stopped by pid at the end."""
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.exists():
+        pytest.fail(f"moto_server missing ({server}): run scripts/setup (moto[server] is a dev extra)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=2).close()
+                break
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"moto server did not start on {endpoint} (see {log.name})")
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from streamer.db import prepare_dump
 from streamer.errors import EXIT_FAILED, StreamerError
 from streamer.housekeeping.lease import Holder, new_holder
 from streamer.housekeeping.lock import BackupLock, hold_lock
-from streamer.layout.catalog import open_clients
 from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Series
 from streamer.pipeline.run import run_backup
@@ -30,6 +29,7 @@ from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
 from streamer.settings.ops import OpsConfig
+from streamer.store.s3 import open_stores
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,10 @@ async def backup(request: BackupRequest) -> BackupOutcome:
     outcome = BackupOutcome(series)
     started = datetime.now(UTC)
     try:
-        async with open_clients(config, bucket) as clients:
+        # One store per region for the whole run: the lock, cleanup, the
+        # upload and retention share its connections (each call says how
+        # quickly it gives up on a dead region: LOCK_POLICY, CATALOG_READS).
+        async with open_stores(config, bucket=bucket) as clients:
             await ensure_buckets(clients)
             lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,
                               new_holder(model.stamp(started), request.ops.lock_lease, started))
@@ -88,7 +91,8 @@ async def backup(request: BackupRequest) -> BackupOutcome:
                         extra.append((dump.source, dump.info.to_manifest()))
                     result = outcome.result = await run_backup(
                         config, series.periodicity, series.build, extra_sources=extra,
-                        observer=request.observer, now=started, layout=layout)
+                        observer=request.observer, now=started, layout=layout,
+                        clients=clients)
                 if result.exit_code != EXIT_FAILED and layout.no_retention is None:
                     with anyio.CancelScope(shield=True):
                         retention = outcome.retention = await prune_all(config, layout, clients,

@@ -7,7 +7,6 @@ created, as the first backup would.
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,9 +14,9 @@ import anyio
 
 from streamer.db import prepare_dump
 from streamer.errors import EXIT_OK, EXIT_USAGE, PreflightError, StoreFailure
-from streamer.pipeline.run import open_regions
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
+from streamer.store.s3 import open_stores
 
 MAX_SKEW = 300.0  # seconds; SigV4 rejects requests beyond 15 minutes
 
@@ -34,12 +33,11 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenie
                      "InvalidToken", "AuthorizationHeaderMalformed"}
 
 
-async def probe_region(client: RegionClient, create_buckets: bool) -> list[Finding]:
+async def probe_region(client: ObjectStore, create_buckets: bool) -> list[Finding]:
     who = client.label
     out: list[Finding] = []
     try:
-        response = await client.call("ListBuckets", lambda: client._client.list_buckets(),
-                                     attempts=2)
+        probe = await client.probe(policy=client.policy.tries(2))
     except StoreFailure as f:
         if f.transient or not f.status:
             return [Finding(who, "reachable", False, f"{f.detail} (check S3_HOST_BASE)")]
@@ -47,21 +45,18 @@ async def probe_region(client: RegionClient, create_buckets: bool) -> list[Findi
         if f.code in _CREDENTIAL_CODES or f.status == 403:
             out.append(Finding(who, "credentials", False,
                                f"{f.code or f.status}: check S3_ACCESS_KEY / S3_SECRET_KEY "
-                               f"for region {client.region.index}"))
+                               f"for region {client.index}"))
             return out
         out.append(Finding(who, "credentials", False, f.detail))
         return out
-    out.append(Finding(who, "reachable", True, client.region.endpoint))
+    out.append(Finding(who, "reachable", True, client.endpoint))
     out.append(Finding(who, "credentials", True, "accepted"))
-    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    if date:
-        server = email.utils.parsedate_to_datetime(date)
-        skew = (server - datetime.now(UTC)).total_seconds()
+    if probe.server_time is not None:
+        skew = (probe.server_time - datetime.now(UTC)).total_seconds()
         out.append(Finding(who, "clock skew", abs(skew) <= MAX_SKEW,
                            f"{skew:+.0f} s" + ("" if abs(skew) <= MAX_SKEW else
                                                " (fix the host's clock: NTP)")))
-    names = {b.get("Name") for b in response.get("Buckets", []) or []}
-    if client.bucket in names:
+    if client.bucket in probe.buckets:
         out.append(Finding(who, "bucket", True, f"{client.bucket} present"))
     elif create_buckets:
         try:
@@ -90,11 +85,11 @@ async def probe_database(config: Config) -> list[Finding]:
         return [Finding("database", "preflight", False, str(e))]
 
 
-async def run_checks(config: Config, clients: list[RegionClient],
+async def run_checks(config: Config, clients: list[ObjectStore],
                      create_buckets: bool = False) -> list[Finding]:
     results: dict[int, list[Finding]] = {}
 
-    async def one(i: int, client: RegionClient) -> None:
+    async def one(i: int, client: ObjectStore) -> None:
         results[i] = await probe_region(client, create_buckets)
 
     async def db() -> None:
@@ -123,6 +118,6 @@ class CheckResult:
 
 async def config_check(config: Config, create_buckets: bool = False) -> CheckResult:
     """The effective config (secrets masked) and a probe of each region and the database."""
-    async with open_regions(config, config.bucket) as clients:
+    async with open_stores(config) as clients:
         findings = await run_checks(config, clients, create_buckets)
     return CheckResult(config.describe(), findings)

@@ -15,12 +15,13 @@ from streamer.errors import EXIT_FAILED, EXIT_OK, BackupFailed, LockHeld
 from streamer.housekeeping.lease import new_holder
 from streamer.housekeeping.lock import BackupLock
 from streamer.layout.base import Layout
-from streamer.layout.catalog import open_clients
+from streamer.layout.catalog import CATALOG_POLICY
 from streamer.layout.choice import layout_for
 from streamer.model import Periodicity, Series
 from streamer.settings.config import Config
 from streamer.settings.ops import OpsConfig
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
+from streamer.store.s3 import open_stores
 
 
 @dataclass
@@ -41,13 +42,13 @@ async def cleanup(config: Config, ops: OpsConfig, periodicity: Periodicity | Non
     layout = layout_for(config)
     result = CleanupResult()
     for scope in layout.scopes(periodicity):
-        async with open_clients(config, layout.bucket(scope)) as clients:
+        async with open_stores(config, CATALOG_POLICY, bucket=layout.bucket(scope)) as clients:
             for series in await layout.find_series(clients, scope, build):
                 result.series.append(await _clean_one(clients, layout, series, ops))
     return result
 
 
-async def _clean_one(clients: list[RegionClient], layout: Layout, series: Series,
+async def _clean_one(clients: list[ObjectStore], layout: Layout, series: Series,
                      ops: OpsConfig) -> SeriesCleanup:
     lock = BackupLock(clients, layout.lock_key(series), str(series), ops.lock_lease,
                       new_holder("cleanup", ops.lock_lease))

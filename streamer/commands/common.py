@@ -19,7 +19,7 @@ from streamer.housekeeping.retention import PruneReport, prune_series
 from streamer.layout.base import Layout
 from streamer.model import Series
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 
 @dataclass
@@ -34,14 +34,14 @@ class SeriesCleanup:
     problems: list[str] = field(default_factory=list)
 
 
-async def clean_series(clients: list[RegionClient], layout: Layout, series: Series,
+async def clean_series(clients: list[ObjectStore], layout: Layout, series: Series,
                        horizon: float, cleanup: SeriesCleanup) -> SeriesCleanup:
     """Clean ``series`` in every region at once, into ``cleanup``."""
     prefixes = layout.cleanup_prefixes(series)
     span = timedelta(seconds=horizon)
     cleanup.horizon = horizon
 
-    async def one(client: RegionClient) -> None:
+    async def one(client: ObjectStore) -> None:
         try:
             r = await cleanup_series(client, prefixes, datetime.now(UTC), span, cleanup.holding_lock)
         except StoreFailure as e:
@@ -76,12 +76,12 @@ class PruneResult:
         return EXIT_FAILED if self.errors else EXIT_OK
 
 
-async def prune_all(config: Config, layout: Layout, clients: list[RegionClient],
+async def prune_all(config: Config, layout: Layout, clients: list[ObjectStore],
                     series: list[Series]) -> PruneResult:
     """Retention (STREAMER_KEEP_*) for every series in every region at once."""
     result = PruneResult()
 
-    async def one(client: RegionClient, s: Series) -> None:
+    async def one(client: ObjectStore, s: Series) -> None:
         keep = config.keep[s.periodicity]
         try:
             result.pruned.append(SeriesPruned(s, keep, await prune_series(client, layout, s, keep)))
@@ -96,9 +96,9 @@ async def prune_all(config: Config, layout: Layout, clients: list[RegionClient],
     return result
 
 
-async def ensure_buckets(clients: list[RegionClient]) -> None:
+async def ensure_buckets(clients: list[ObjectStore]) -> None:
     """Create the bucket where missing, so the lock can be written (errors: later)."""
-    async def one(client: RegionClient) -> None:
+    async def one(client: ObjectStore) -> None:
         with contextlib.suppress(StoreFailure), anyio.move_on_after(client.request_timeout):
             await client.ensure_bucket()
 

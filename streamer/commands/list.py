@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 import anyio
 
 from streamer.errors import EXIT_FAILED, EXIT_OK, StoreFailure
-from streamer.layout.catalog import RunListing, open_clients
+from streamer.layout.catalog import CATALOG_POLICY, RunListing
 from streamer.layout.choice import layout_for
 from streamer.model import Periodicity
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
+from streamer.store.s3 import open_stores
 
 
 @dataclass
@@ -54,11 +55,11 @@ async def list_backups(config: Config, periodicity: Periodicity | None = None,
     layout = layout_for(config)
     regions: dict[int, RegionRuns] = {}
     for scope in layout.scopes(periodicity):
-        async with open_clients(config, layout.bucket(scope)) as clients:
-            async def one(client: RegionClient, scope: Periodicity | None = scope) -> None:
-                index = client.region.index
+        async with open_stores(config, CATALOG_POLICY, bucket=layout.bucket(scope)) as clients:
+            async def one(client: ObjectStore, scope: Periodicity | None = scope) -> None:
+                index = client.index
                 region = regions.setdefault(index, RegionRuns(index, client.label,
-                                                              client.region.endpoint))
+                                                              client.endpoint))
                 try:
                     runs = await layout.runs_in(client, build, scope)
                     region.runs.extend(r for r in runs if r.committed)

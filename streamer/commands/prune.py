@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from streamer.commands.common import PruneResult, prune_all
-from streamer.layout.catalog import open_clients
+from streamer.layout.catalog import CATALOG_POLICY
 from streamer.layout.choice import layout_for
 from streamer.model import Periodicity
 from streamer.settings.config import Config
+from streamer.store.s3 import open_stores
 
 __all__ = ["PruneResult", "prune"]
 
@@ -18,7 +19,7 @@ async def prune(config: Config, periodicity: Periodicity | None = None,
         return PruneResult(skipped=layout.no_retention)
     result = PruneResult()
     for scope in layout.scopes(periodicity):
-        async with open_clients(config, layout.bucket(scope)) as clients:
+        async with open_stores(config, CATALOG_POLICY, bucket=layout.bucket(scope)) as clients:
             done = await prune_all(config, layout, clients,
                                    await layout.find_series(clients, scope, build))
         result.pruned.extend(done.pruned)

@@ -30,15 +30,14 @@ from streamer import model
 from streamer.errors import StoreFailure
 from streamer.layout.base import CleanupPrefix
 from streamer.layout.catalog import (
-    CATALOG_ATTEMPTS,
+    CATALOG_READS,
     RunListing,
     group_runs,
     list_or_empty,
     no_bucket,
     split_run_key,
 )
-from streamer.store.base import UploadInfo
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore, UploadInfo
 
 
 @dataclass(frozen=True)
@@ -85,11 +84,11 @@ class CleanupReport:
     errors: tuple[str, ...] = ()
 
 
-async def cleanup_prefix(client: RegionClient, prefix: str, now: datetime, horizon: timedelta,
+async def cleanup_prefix(client: ObjectStore, prefix: str, now: datetime, horizon: timedelta,
                          holding_lock: bool, with_runs: bool = True) -> CleanupReport:
     """Clean one region under ``prefix`` (a series, or the ADT object names)."""
     try:
-        uploads = await client.list_uploads(prefix, attempts=CATALOG_ATTEMPTS)
+        uploads = await client.list_uploads(prefix, policy=CATALOG_READS)
     except StoreFailure as f:
         if no_bucket(f):
             return CleanupReport(client.label, 0, ())
@@ -112,7 +111,7 @@ async def cleanup_prefix(client: RegionClient, prefix: str, now: datetime, horiz
     return CleanupReport(client.label, aborted, plan.runs, tuple(errors))
 
 
-async def cleanup_series(client: RegionClient, prefixes: Sequence[CleanupPrefix], now: datetime,
+async def cleanup_series(client: ObjectStore, prefixes: Sequence[CleanupPrefix], now: datetime,
                          horizon: timedelta, holding_lock: bool) -> CleanupReport:
     """Clean one region under every prefix of a series (``Layout.cleanup_prefixes``)."""
     aborted, runs, errors = 0, list[str](), list[str]()

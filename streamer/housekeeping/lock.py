@@ -56,9 +56,11 @@ from streamer.housekeeping.lease import (
     tally,
     utcnow,
 )
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
+from streamer.store.retry import RetryPolicy
 
-LOCK_ATTEMPTS = 2  # per request: the lock must not wait long on a dead region
+# Per request: the lock must not wait long on a dead region.
+LOCK_POLICY = RetryPolicy(max_attempts=2, base_delay=0.25, max_delay=4.0)
 CLAIM_TIMEOUT = 30.0  # seconds for one region's whole claim
 SPLIT_RETRIES = 3  # rounds when neither contender reached a majority
 
@@ -67,7 +69,7 @@ SPLIT_RETRIES = 3  # rounds when neither contender reached a majority
 class BackupLock:
     """Our lock on one build and periodicity, across every region."""
 
-    clients: list[RegionClient]
+    clients: list[ObjectStore]
     key: str
     what: str  # "site-1/hourly", for messages
     lease: float
@@ -79,8 +81,8 @@ class BackupLock:
     lost: str | None = None
 
     @property
-    def by_index(self) -> dict[int, RegionClient]:
-        return {c.region.index: c for c in self.clients}
+    def by_index(self) -> dict[int, ObjectStore]:
+        return {c.index: c for c in self.clients}
 
     # ------------------------------------------------------------ acquire
 
@@ -123,8 +125,8 @@ class BackupLock:
     async def _claim_all(self) -> list[Claim]:
         claims: list[Claim] = []
 
-        async def one(client: RegionClient) -> None:
-            claim = Claim(client.region.index, ClaimState.UNREACHABLE, error=f"{client.label}: timed out")
+        async def one(client: ObjectStore) -> None:
+            claim = Claim(client.index, ClaimState.UNREACHABLE, error=f"{client.label}: timed out")
             with anyio.move_on_after(CLAIM_TIMEOUT):
                 claim = await self._claim(client)
             claims.append(claim)
@@ -134,20 +136,20 @@ class BackupLock:
                 tg.start_soon(one, client)
         return sorted(claims, key=lambda c: c.index)
 
-    async def _claim(self, client: RegionClient) -> Claim:
-        index = client.region.index
+    async def _claim(self, client: ObjectStore) -> Claim:
+        index = client.index
         body = self.holder.encode()
         seen: Holder | None = None
         try:
             for _ in range(3):  # create, or take over; again if someone raced us
                 try:
                     etag = await client.put_object(self.key, body, if_none_match=True,
-                                                   attempts=LOCK_ATTEMPTS)
+                                                   policy=LOCK_POLICY)
                     return Claim(index, ClaimState.ACQUIRED, etag)
                 except StoreFailure as f:
                     if f.status != 412:
                         raise
-                found = await client.get_with_etag(self.key, attempts=LOCK_ATTEMPTS)
+                found = await client.get_with_etag(self.key, policy=LOCK_POLICY)
                 if found is None:
                     continue  # released meanwhile: create it
                 data, etag = found
@@ -158,13 +160,13 @@ class BackupLock:
                     return Claim(index, ClaimState.HELD, holder=seen)
                 try:
                     etag = await client.put_object(self.key, body, if_match=etag,
-                                                   attempts=LOCK_ATTEMPTS)
+                                                   policy=LOCK_POLICY)
                     return Claim(index, ClaimState.ACQUIRED, etag, holder=seen)
                 except StoreFailure as f:
                     if f.status not in (404, 412):
                         raise
                     # changed under us (another taker, or our own retried write): look again
-                    found = await client.get_with_etag(self.key, attempts=LOCK_ATTEMPTS)
+                    found = await client.get_with_etag(self.key, policy=LOCK_POLICY)
                     if found is not None and (h := Holder.decode(found[0])) is not None \
                             and h.token == self.holder.token:
                         return Claim(index, ClaimState.ACQUIRED, found[1], holder=seen)
@@ -178,7 +180,7 @@ class BackupLock:
         async def one(claim: Claim) -> None:
             with anyio.move_on_after(CLAIM_TIMEOUT), contextlib.suppress(StoreFailure):
                 await by_index[claim.index].delete_object(self.key, if_match=claim.etag,
-                                                          attempts=LOCK_ATTEMPTS)
+                                                          policy=LOCK_POLICY)
 
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
@@ -199,12 +201,12 @@ class BackupLock:
             with anyio.move_on_after(CLAIM_TIMEOUT):
                 try:
                     self.etags[index] = await client.put_object(self.key, body, if_match=etag,
-                                                                attempts=LOCK_ATTEMPTS)
+                                                                policy=LOCK_POLICY)
                     self.confirmed_until[index] = self.holder.expires
                 except StoreFailure as f:
                     if f.status not in (404, 412):
                         return  # unknown: the old expiry still counts until it passes
-                    found = await client.get_with_etag(self.key, attempts=LOCK_ATTEMPTS)
+                    found = await client.get_with_etag(self.key, policy=LOCK_POLICY)
                     mine = found is not None and (h := Holder.decode(found[0])) is not None \
                         and h.token == self.holder.token
                     if found is not None and mine:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from streamer.layout.base import Layout
 from streamer.layout.catalog import RunListing
 from streamer.model import Series
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 
 def select_expired(runs: Sequence[RunListing], keep: int) -> list[RunListing]:
@@ -48,7 +48,7 @@ class PruneReport:
     removed: tuple[str, ...]  # stamps removed
 
 
-async def prune_series(client: RegionClient, layout: Layout, series: Series,
+async def prune_series(client: ObjectStore, layout: Layout, series: Series,
                        keep: int) -> PruneReport:
     """Apply retention to one series in one region."""
     runs = await layout.runs(client, series)

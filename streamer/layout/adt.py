@@ -39,10 +39,10 @@ from __future__ import annotations
 from streamer.codec import Codec
 from streamer.errors import ConfigError
 from streamer.layout.base import CleanupPrefix, Layout, Placement
-from streamer.layout.catalog import CATALOG_ATTEMPTS, RunListing, list_or_empty, parse_manifest
+from streamer.layout.catalog import CATALOG_READS, RunListing, list_or_empty, parse_manifest
 from streamer.model import STAMP_RE, Periodicity, Series
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 WEBROOT_OBJECT = "applicationsourcecode.tar.gz"
 MANIFEST = "streamer-manifest.json"
@@ -80,7 +80,7 @@ def object_keys(config: Config) -> tuple[str, ...]:
     return (WEBROOT_OBJECT, database_object(config))
 
 
-async def keep_previous(client: RegionClient, keys: tuple[str, ...]) -> None:
+async def keep_previous(client: ObjectStore, keys: tuple[str, ...]) -> None:
     """Steps 1 and 2 of the commit (see the module docstring), in one region."""
     for key in keys:
         await client.copy_object(key, key + BACKUP_SUFFIX)
@@ -88,7 +88,7 @@ async def keep_previous(client: RegionClient, keys: tuple[str, ...]) -> None:
         await client.delete_object(MANIFEST)
 
 
-async def adt_runs(client: RegionClient, build: str | None, periodicity: Periodicity,
+async def adt_runs(client: ObjectStore, build: str | None, periodicity: Periodicity,
                    config: Config) -> list[RunListing]:
     """The current run and the ``.BACKUP`` one, as far as their manifests exist."""
     objects = {o.key: o for o in await list_or_empty(client, "")}
@@ -98,7 +98,7 @@ async def adt_runs(client: RegionClient, build: str | None, periodicity: Periodi
         manifest_key = MANIFEST + suffix
         if manifest_key not in objects:
             continue
-        found = await client.get_with_etag(manifest_key, attempts=CATALOG_ATTEMPTS)
+        found = await client.get_with_etag(manifest_key, policy=CATALOG_READS)
         if found is None:
             continue
         manifest = parse_manifest(found[0], f"{client.label}: {manifest_key}", suffix)
@@ -137,15 +137,15 @@ class AdtLayout(Layout):
     def placement(self, series: Series, stamp: str, extension: str) -> Placement:
         return placement(self._config)
 
-    async def runs(self, client: RegionClient, series: Series) -> list[RunListing]:
+    async def runs(self, client: ObjectStore, series: Series) -> list[RunListing]:
         return await adt_runs(client, series.build, series.periodicity, self._config)
 
-    async def runs_in(self, client: RegionClient, build: str | None,
+    async def runs_in(self, client: ObjectStore, build: str | None,
                       periodicity: Periodicity | None) -> list[RunListing]:
         assert periodicity is not None, "scopes() gives the ADT layout one periodicity each"
         return await adt_runs(client, build, periodicity, self._config)
 
-    async def find_series(self, clients: list[RegionClient], periodicity: Periodicity | None,
+    async def find_series(self, clients: list[ObjectStore], periodicity: Periodicity | None,
                           build: str | None) -> list[Series]:
         """The bucket names no build: the build must be given."""
         if build is None:
@@ -160,6 +160,6 @@ class AdtLayout(Layout):
     def cleanup_prefixes(self, series: Series) -> list[CleanupPrefix]:
         return [CleanupPrefix(key, with_runs=False) for key in object_keys(self._config)]
 
-    async def before_commit(self, client: RegionClient, keys: tuple[str, ...]) -> None:
+    async def before_commit(self, client: ObjectStore, keys: tuple[str, ...]) -> None:
         """Steps 1 and 2 of the commit (see the module docstring)."""
         await keep_previous(client, keys)

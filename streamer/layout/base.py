@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from streamer.codec import Codec
 from streamer.layout.catalog import RunListing
 from streamer.model import Periodicity, Series
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -68,16 +68,16 @@ class Layout(ABC):
         """Where one run's objects and manifest go."""
 
     @abstractmethod
-    async def runs(self, client: RegionClient, series: Series) -> list[RunListing]:
+    async def runs(self, client: ObjectStore, series: Series) -> list[RunListing]:
         """Every run of one series in one region (committed or not), oldest first."""
 
     @abstractmethod
-    async def runs_in(self, client: RegionClient, build: str | None,
+    async def runs_in(self, client: ObjectStore, build: str | None,
                       periodicity: Periodicity | None) -> list[RunListing]:
         """Runs in one scope of ``scopes`` (``list``), optionally of one build."""
 
     @abstractmethod
-    async def find_series(self, clients: list[RegionClient], periodicity: Periodicity | None,
+    async def find_series(self, clients: list[ObjectStore], periodicity: Periodicity | None,
                           build: str | None) -> list[Series]:
         """The series to work on in one scope (``prune``, ``cleanup``): the one
         given, or every one found in any region."""
@@ -90,6 +90,6 @@ class Layout(ABC):
     def cleanup_prefixes(self, series: Series) -> list[CleanupPrefix]:
         """Where leftovers of killed runs of a series can be."""
 
-    async def before_commit(self, client: RegionClient, keys: tuple[str, ...]) -> None:
+    async def before_commit(self, client: ObjectStore, keys: tuple[str, ...]) -> None:
         """Runs in a region just before the uploads of ``keys`` are completed."""
         return None

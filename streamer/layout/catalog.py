@@ -10,9 +10,8 @@ runs (``Layout.runs``) as these same values; the ADT layout's are in adt.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,14 +19,15 @@ from typing import Any
 from streamer import model
 from streamer.errors import IntegrityError, StoreFailure
 from streamer.model import Periodicity, Series
-from streamer.settings.config import Config
-from streamer.store.base import ObjectInfo
+from streamer.store.base import ObjectInfo, ObjectStore
 from streamer.store.retry import RetryPolicy
-from streamer.store.s3 import RegionClient, open_region
 
 # Listing and small reads fail over quickly: a dead region costs about a second.
-CATALOG_ATTEMPTS = 2
+# Commands other than the backup fail over quickly (their stores' default
+# policy); listing and small reads more quickly still: a dead region costs
+# about a second.
 CATALOG_POLICY = RetryPolicy(max_attempts=3, base_delay=0.25, max_delay=4.0)
+CATALOG_READS = CATALOG_POLICY.tries(2)
 
 # The commit marker of a run in the streamer layout: ``{build}/{periodicity}/{stamp}/manifest.json``.
 MANIFEST = "manifest.json"
@@ -174,8 +174,8 @@ def parse_manifest(data: bytes, where: str, key_suffix: str = "") -> StoredManif
                              "the run is damaged; restore another --at stamp") from None
 
 
-async def read_manifest(client: RegionClient, key: str, key_suffix: str = "") -> StoredManifest:
-    found = await client.get_with_etag(key, attempts=CATALOG_ATTEMPTS)
+async def read_manifest(client: ObjectStore, key: str, key_suffix: str = "") -> StoredManifest:
+    found = await client.get_with_etag(key, policy=CATALOG_READS)
     if found is None:
         raise IntegrityError(f"{client.label}: {key} vanished", "the run was pruned meanwhile")
     return parse_manifest(found[0], f"{client.label}: {key}", key_suffix)
@@ -188,10 +188,10 @@ def no_bucket(failure: StoreFailure) -> bool:
     return failure.code == "NoSuchBucket"
 
 
-async def list_or_empty(client: RegionClient, prefix: str) -> list[ObjectInfo]:
+async def list_or_empty(client: ObjectStore, prefix: str) -> list[ObjectInfo]:
     """Objects under prefix; none if the bucket does not exist (yet) in this region."""
     try:
-        return await client.list_objects(prefix, attempts=CATALOG_ATTEMPTS)
+        return await client.list_objects(prefix, policy=CATALOG_READS)
     except StoreFailure as f:
         if no_bucket(f):
             return []
@@ -210,15 +210,3 @@ def all_series(keys: Iterable[str]) -> list[Series]:
         except ValueError:
             continue
     return sorted(found, key=lambda s: (s.build, s.periodicity.value))
-
-
-@contextlib.asynccontextmanager
-async def open_clients(config: Config, bucket: str | None = None, policy: RetryPolicy = CATALOG_POLICY,
-                       pool: int = 16) -> AsyncIterator[list[RegionClient]]:
-    """A client per configured region on ``bucket`` (default the configured one),
-    for commands other than the backup itself."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(
-            open_region(r, bucket or config.bucket, config.checksum, config.request_timeout, policy,
-                        pool))
-            for r in config.regions]

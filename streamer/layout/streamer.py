@@ -16,7 +16,7 @@ from streamer.codec import Codec
 from streamer.errors import StoreFailure
 from streamer.layout.base import CleanupPrefix, Layout, Placement
 from streamer.layout.catalog import (
-    CATALOG_ATTEMPTS,
+    CATALOG_READS,
     MANIFEST,
     RunListing,
     all_series,
@@ -24,7 +24,7 @@ from streamer.layout.catalog import (
     list_or_empty,
 )
 from streamer.model import STAMP_RE, Periodicity, Series
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 __all__ = ["MANIFEST", "Placement", "StreamerLayout", "artifact_name", "lock_key", "run_placement",
            "run_prefix", "series_prefix", "stamp_of"]
@@ -78,16 +78,16 @@ class StreamerLayout(Layout):
     def placement(self, series: Series, stamp: str, extension: str) -> Placement:
         return run_placement(series.build, series.periodicity, stamp, extension)
 
-    async def runs(self, client: RegionClient, series: Series) -> list[RunListing]:
+    async def runs(self, client: ObjectStore, series: Series) -> list[RunListing]:
         prefix = series_prefix(series.build, series.periodicity)
         return group_runs(await list_or_empty(client, prefix))
 
-    async def runs_in(self, client: RegionClient, build: str | None,
+    async def runs_in(self, client: ObjectStore, build: str | None,
                       periodicity: Periodicity | None) -> list[RunListing]:
         runs = group_runs(await list_or_empty(client, f"{build}/" if build else ""))
         return [r for r in runs if periodicity is None or r.periodicity is periodicity]
 
-    async def find_series(self, clients: list[RegionClient], periodicity: Periodicity | None,
+    async def find_series(self, clients: list[ObjectStore], periodicity: Periodicity | None,
                           build: str | None) -> list[Series]:
         """The given series, or every one with an object or an upload in any region."""
         if periodicity is not None and build is not None:
@@ -95,10 +95,10 @@ class StreamerLayout(Layout):
         keys: set[str] = set()
         prefix = f"{build}/" if build else ""
 
-        async def one(client: RegionClient) -> None:
+        async def one(client: ObjectStore) -> None:
             try:
-                keys.update(o.key for o in await client.list_objects(prefix, attempts=CATALOG_ATTEMPTS))
-                keys.update(u.key for u in await client.list_uploads(prefix, attempts=CATALOG_ATTEMPTS))
+                keys.update(o.key for o in await client.list_objects(prefix, policy=CATALOG_READS))
+                keys.update(u.key for u in await client.list_uploads(prefix, policy=CATALOG_READS))
             except StoreFailure:
                 pass  # reported by the per-region work that follows
 

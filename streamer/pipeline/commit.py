@@ -30,14 +30,14 @@ from streamer.model import BackupResult
 from streamer.pipeline.consume import abort_upload
 from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 DELETE_TIMEOUT = 60.0  # seconds for removing a failed run's objects in one region
 
 
 # What the layout does in a region just before its uploads are completed
 # (``Layout.before_commit``: the ADT layout keeps the previous copies there).
-BeforeCommit = Callable[[RegionClient, tuple[str, ...]], Awaitable[None]]
+BeforeCommit = Callable[[ObjectStore, tuple[str, ...]], Awaitable[None]]
 
 
 async def commit(config: Config, result: BackupResult, artifacts: list[ArtifactRun],

@@ -20,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from streamer.errors import RegionError, StoreFailure
 from streamer.pipeline.chunker import Part
 from streamer.pipeline.upload_state import UploadState
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 if TYPE_CHECKING:  # the fan-out owns the consumers; imported for annotations only
     from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun
@@ -86,7 +86,7 @@ async def _send_part(region: RegionRun, art: ArtifactRun, state: UploadState,
         slots.release()
 
 
-async def abort_upload(client: RegionClient, key: str, state: UploadState) -> None:
+async def abort_upload(client: ObjectStore, key: str, state: UploadState) -> None:
     """Abort one region's multipart upload, best effort, bounded in time."""
     if state.upload_id is None or state.completed:
         return

@@ -38,15 +38,14 @@ from streamer.pipeline.sizing import MAX_PARTS, part_size
 from streamer.pipeline.upload_state import Decision, UploadState
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
-from streamer.store.base import PartBody
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore, PartBody
 
 
 @dataclass(eq=False)
 class RegionRun:
     """A region's live state during one backup."""
 
-    client: RegionClient
+    client: ObjectStore
     alive: bool = True
     failure: str | None = None
     outstanding: int = 0  # parts queued or in flight, all artifacts
@@ -57,7 +56,7 @@ class RegionRun:
 
     @property
     def index(self) -> int:
-        return self.client.region.index
+        return self.client.index
 
     @property
     def label(self) -> str:
@@ -199,7 +198,7 @@ def progress(fanout: Fanout, artifacts: list[ArtifactRun], now: float | None = N
             else:
                 status = "uploading"
             acked = state.acked_bytes
-            rows.append(ProgressRow(art.name, index, region.client.region.endpoint, status, acked,
+            rows.append(ProgressRow(art.name, index, region.client.endpoint, status, acked,
                                     acked / secs, state.outstanding, region.in_flight,
                                     state.retries))
     read = {a.name: (a.filler.source_bytes if a.filler is not None else a.source_bytes)

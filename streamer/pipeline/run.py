@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,26 +29,13 @@ from streamer.pipeline.sizing import max_part_size
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
-from streamer.store.retry import RetryPolicy
-from streamer.store.s3 import RegionClient, open_region
+from streamer.store.base import ObjectStore
+from streamer.store.s3 import open_stores
 
 PREFLIGHT_ATTEMPTS = 3
 
 
-@contextlib.asynccontextmanager
-async def open_regions(config: Config, bucket: str) -> AsyncIterator[list[RegionClient]]:
-    policy = RetryPolicy(max_attempts=config.part_retries)
-    pool = config.parts_in_flight * 2 + 4
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                open_region(r, bucket, config.checksum, config.request_timeout, policy, pool))
-            for r in config.regions
-        ]
-        yield clients
-
-
-async def preflight_regions(clients: list[RegionClient]) -> list[RegionRun]:
+async def preflight_regions(clients: list[ObjectStore]) -> list[RegionRun]:
     """Check (and create) the bucket in every region, concurrently."""
     runs = [RegionRun(c) for c in clients]
 
@@ -70,7 +57,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                      extra_sources: list[tuple[ProcessSource, dict[str, Any]]] | None = None,
                      now: datetime | None = None, observer: Observer | None = None,
                      layout: Layout | None = None,
-                     clients: list[RegionClient] | None = None) -> BackupResult:
+                     clients: list[ObjectStore] | None = None) -> BackupResult:
     """Back up the webroot (and ``extra_sources``, e.g. the database dump).
 
     ``layout`` (default: the configured one) says the codec and the objects'
@@ -97,7 +84,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     async with contextlib.AsyncExitStack() as stack:
         if clients is None:
             clients = await stack.enter_async_context(
-                open_regions(config, layout.bucket(periodicity)))
+                open_stores(config, bucket=layout.bucket(periodicity)))
         regions = await preflight_regions(clients)
         live = [r for r in regions if r.alive]
         if len(live) < config.effective_quorum:
@@ -190,9 +177,9 @@ def _finish(result: BackupResult, artifacts: list[ArtifactRun], regions: list[Re
     committed_ids = {r.index for r in committed}
     for r in regions:
         if r.index in committed_ids:
-            result.regions.append(RegionResult(r.index, r.client.region.endpoint, "committed"))
+            result.regions.append(RegionResult(r.index, r.client.endpoint, "committed"))
         else:
-            result.regions.append(RegionResult(r.index, r.client.region.endpoint,
+            result.regions.append(RegionResult(r.index, r.client.endpoint,
                                                "failed" if r.failure else "aborted",
                                                r.failure))
     if failure is not None:

@@ -17,7 +17,7 @@ tiny one (40 MiB of ranges, the rest the decompressor's window and the tar
 reader's blocks); verify of one region at 121 MB.  Every ranged GET carries ``If-Match`` with the
 ETag read at the start, so an object overwritten mid-restore fails (412)
 instead of splicing two versions.  A failed range is retried on its own
-(``RegionClient.get_range``); the bytes are hashed in order in the consumer
+(``ObjectStore.get_range``); the bytes are hashed in order in the consumer
 thread and compared with the manifest by ``HashingReader.finish``.
 """
 
@@ -34,7 +34,7 @@ import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
 from streamer.errors import IntegrityError
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 T = TypeVar("T")
 Chunk = bytes | bytearray
@@ -65,7 +65,7 @@ class ObjectRef:
     etag: str = ""  # pins the version being read (from HEAD)
 
 
-async def fetch_ordered(client: RegionClient, ref: ObjectRef, send: MemoryObjectSendStream[Chunk],
+async def fetch_ordered(client: ObjectStore, ref: ObjectRef, send: MemoryObjectSendStream[Chunk],
                         range_size: int = RANGE_SIZE, in_flight: int = MAX_IN_FLIGHT) -> None:
     """Fetch ``ref`` in ranges, ``in_flight`` at a time, and send them in order."""
     ranges = plan_ranges(ref.size, range_size)
@@ -163,7 +163,7 @@ class HashingReader(io.RawIOBase):
         self.verified = True
 
 
-async def stream_object(client: RegionClient, ref: ObjectRef, consume: Callable[[HashingReader], T],
+async def stream_object(client: ObjectStore, ref: ObjectRef, consume: Callable[[HashingReader], T],
                         *, range_size: int = RANGE_SIZE, in_flight: int = MAX_IN_FLIGHT) -> T:
     """Download ``ref`` into ``consume`` (run in a worker thread) and verify it.
 

@@ -60,9 +60,9 @@ from streamer.readback.extract import (
     same_owner_default,
 )
 from streamer.settings.config import Config, DatabaseConfig
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
-RunsOf = Callable[[RegionClient], Awaitable[list[RunListing]]]  # one region's runs of a series
+RunsOf = Callable[[ObjectStore], Awaitable[list[RunListing]]]  # one region's runs of a series
 T = TypeVar("T")
 
 
@@ -84,7 +84,7 @@ def validate_stamp(at: str | None) -> str | None:
     return at
 
 
-def choose_regions(clients: list[RegionClient], region: int | None) -> list[RegionClient]:
+def choose_regions(clients: list[ObjectStore], region: int | None) -> list[ObjectStore]:
     if region is None:
         return clients
     if not 1 <= region <= len(clients):
@@ -97,21 +97,21 @@ class Located:
     """A committed run and the regions holding it, in the order to try them."""
 
     stamp: str
-    holders: list[tuple[RegionClient, RunListing]]
+    holders: list[tuple[ObjectStore, RunListing]]
     unreachable: list[str]
 
 
-async def locate(clients: list[RegionClient], runs_of: RunsOf, at: str | None,
+async def locate(clients: list[ObjectStore], runs_of: RunsOf, at: str | None,
                  what: str) -> Located:
     """List every region at once; pick the newest committed stamp (or ``at``)."""
     found: dict[int, list[RunListing]] = {}
     errors: dict[int, str] = {}
 
-    async def one(client: RegionClient) -> None:
+    async def one(client: ObjectStore) -> None:
         try:
-            found[client.region.index] = [r for r in await runs_of(client) if r.committed]
+            found[client.index] = [r for r in await runs_of(client) if r.committed]
         except StoreFailure as e:
-            errors[client.region.index] = str(e)
+            errors[client.index] = str(e)
 
     async with anyio.create_task_group() as tg:
         for c in clients:
@@ -123,7 +123,7 @@ async def locate(clients: list[RegionClient], runs_of: RunsOf, at: str | None,
     if stamp is None:
         raise NotFound(f"no committed backup of {what} in any region that answered",
                        "check the build identifier and periodicity with `streamer list`")
-    holders = [(c, r) for c in clients for r in found.get(c.region.index, []) if r.stamp == stamp]
+    holders = [(c, r) for c in clients for r in found.get(c.index, []) if r.stamp == stamp]
     if not holders:
         raise NotFound(f"no committed backup {what}/{stamp} in any region that answered",
                        "see `streamer list` for the stamps there are")
@@ -154,7 +154,7 @@ class Download:
         return Download(RANGE_SIZE, ranges_in_flight(config.memory_budget // max(1, streams)))
 
 
-async def object_ref(client: RegionClient, manifest: StoredManifest, art: StoredArtifact) -> ObjectRef:
+async def object_ref(client: ObjectStore, manifest: StoredManifest, art: StoredArtifact) -> ObjectRef:
     key = manifest.key_of(art)
     head = await client.head_object(key)
     if head is None:
@@ -169,7 +169,7 @@ async def object_ref(client: RegionClient, manifest: StoredManifest, art: Stored
 # ---------------------------------------------------------------- webroot
 
 
-async def restore_tree(client: RegionClient, ref: ObjectRef, compression: str, target: Path,
+async def restore_tree(client: ObjectStore, ref: ObjectRef, compression: str, target: Path,
                        dl: Download, same_owner: bool) -> ExtractStats:
     """Extract into a temporary directory inside ``target``; move into place once verified.
 
@@ -220,7 +220,7 @@ def _feed(reader: HashingReader, compression: str, stdin: IO[bytes]) -> None:
     stdin.close()
 
 
-async def restore_database(client: RegionClient, ref: ObjectRef, compression: str,
+async def restore_database(client: ObjectStore, ref: ObjectRef, compression: str,
                            db: DatabaseConfig, dl: Download) -> None:
     if db.engine in ("maria", "mysql"):
         await stream_object(client, ref, lambda reader: None, range_size=dl.range_size,
@@ -297,7 +297,7 @@ class RestoreReport:
         return self.error.exit_code if self.error is not None else 0
 
 
-async def restore_run(config: Config, clients: list[RegionClient], layout: Layout,
+async def restore_run(config: Config, clients: list[ObjectStore], layout: Layout,
                       request: RestoreRequest) -> RestoreReport:
     """Pick the run and restore each wanted artifact from the first region that
     delivers it whole.  Errors before the run is located are raised; later ones

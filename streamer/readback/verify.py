@@ -23,12 +23,12 @@ from streamer.model import Series
 from streamer.readback.download import stream_object
 from streamer.readback.restore import Download, locate, object_ref, validate_stamp
 from streamer.settings.config import Config
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
 
 
 @dataclass
 class RegionCheck:
-    client: RegionClient
+    client: ObjectStore
     manifest: StoredManifest | None = None
     problem: str | None = None
     verified_bytes: int = 0
@@ -60,7 +60,7 @@ def _describe(a: dict[str, tuple[int, str]], b: dict[str, tuple[int, str]]) -> s
     return "differs"
 
 
-async def check_region(client: RegionClient, run: RunListing | None, stamp: str,
+async def check_region(client: ObjectStore, run: RunListing | None, stamp: str,
                        dl: Download) -> RegionCheck:
     check = RegionCheck(client)
     started = time.monotonic()
@@ -97,17 +97,17 @@ class VerifyReport:
         return EXIT_FAILED if self.bad else EXIT_OK
 
 
-async def verify_run(config: Config, clients: list[RegionClient], layout: Layout, series: Series,
+async def verify_run(config: Config, clients: list[ObjectStore], layout: Layout, series: Series,
                      at: str | None) -> VerifyReport:
     what = str(series)
     located = await locate(clients, lambda c: layout.runs(c, series), validate_stamp(at), what)
-    holding = {c.region.index: r for c, r in located.holders}
+    holding = {c.index: r for c, r in located.holders}
     checks: dict[int, RegionCheck] = {}
     dl = Download.for_config(config, len(clients))
 
-    async def one(client: RegionClient) -> None:
-        checks[client.region.index] = await check_region(
-            client, holding.get(client.region.index), located.stamp, dl)
+    async def one(client: ObjectStore) -> None:
+        checks[client.index] = await check_region(
+            client, holding.get(client.index), located.stamp, dl)
 
     async with anyio.create_task_group() as tg:
         for client in clients:

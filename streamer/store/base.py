@@ -1,9 +1,14 @@
-"""What every object store speaks: the values it returns (see docs/ARCHITECTURE.md)."""
+"""What every object store speaks: the ``ObjectStore`` protocol and the values it
+returns (see docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
+
+from streamer.store.retry import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -31,3 +36,104 @@ class PartBody(bytearray):
 
     sha256_hex: str = ""
     md5_b64: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a store's cheapest authenticated request tells: the server's clock
+    (from its ``Date`` header, if it sent one) and the buckets it lists."""
+
+    server_time: datetime | None
+    buckets: frozenset[str]
+
+
+# Digests a caller may attach to a put or a part, by algorithm name, each the
+# base64 of the digest's bytes as S3 headers carry it: "md5" (Content-MD5),
+# "crc32", "crc32c", "crc64nvme", "sha1", "sha256" (x-amz-checksum-*).
+Checksums = Mapping[str, str]
+CHECKSUM_ALGORITHMS = ("md5", "crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+
+
+class ObjectStore(Protocol):
+    """One region's bucket, with exactly the operations streamer uses.
+
+    Every failure is a ``StoreFailure`` (``status`` 404 for a missing key,
+    412 with code ``PreconditionFailed`` for a failed condition).  Operations
+    taking ``policy`` retry transient failures by it (default: the store's
+    own ``policy``); ``upload_part`` tries once, since its caller owns the
+    buffer and the part's retries.  Implementations: ``S3Store``
+    (store/s3.py), ``MemoryStore`` (store/memory.py)."""
+
+    @property
+    def index(self) -> int:
+        """The region's 1-based number in the configuration."""
+
+    @property
+    def label(self) -> str:
+        """``region N (host)``: how messages name the region (never a key)."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    @property
+    def bucket(self) -> str: ...
+
+    @property
+    def policy(self) -> RetryPolicy: ...
+
+    @property
+    def request_timeout(self) -> float: ...
+
+    async def probe(self, policy: RetryPolicy | None = None) -> Probe: ...
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket unless it exists (idempotent)."""
+
+    async def create_multipart(self, key: str, content_type: str) -> str:
+        """A new multipart upload's id."""
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: PartBody,
+                          checksums: Checksums | None = None) -> str:
+        """One attempt; the part's ETag.  The body's ``md5_b64`` (in md5 mode)
+        and ``checksums`` travel as headers the server may verify."""
+
+    async def complete_multipart(self, key: str, upload_id: str,
+                                 parts: list[dict[str, object]]) -> str: ...
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Abort an upload (an upload already gone is fine)."""
+
+    async def put_object(self, key: str, data: bytes, content_type: str = "application/json",
+                         if_none_match: bool = False, if_match: str | None = None,
+                         policy: RetryPolicy | None = None,
+                         checksums: Checksums | None = None) -> str:
+        """PutObject, the new ETag; ``if_none_match`` creates only (412 if the
+        key exists), ``if_match`` overwrites only that ETag (412 if it changed)."""
+
+    async def get_with_etag(self, key: str,
+                            policy: RetryPolicy | None = None) -> tuple[bytes, str] | None:
+        """A small object's bytes and ETag, or None if it does not exist."""
+
+    async def get_range(self, key: str, start: int, end: int,
+                        if_match: str | None = None) -> bytearray:
+        """Bytes ``start..end`` (inclusive); ``if_match`` pins the version (412)."""
+
+    async def head_object(self, key: str,
+                          policy: RetryPolicy | None = None) -> tuple[int, str] | None:
+        """(size, ETag), or None if the object does not exist."""
+
+    async def delete_object(self, key: str, if_match: str | None = None,
+                            policy: RetryPolicy | None = None) -> None:
+        """Delete one object (absent is fine); ``if_match``: only that ETag (412)."""
+
+    async def copy_object(self, source_key: str, key: str) -> bool:
+        """Server-side copy within the bucket; False if the source does not exist."""
+
+    async def list_objects(self, prefix: str,
+                           policy: RetryPolicy | None = None) -> list[ObjectInfo]: ...
+
+    async def list_uploads(self, prefix: str,
+                           policy: RetryPolicy | None = None) -> list[UploadInfo]: ...
+
+    async def delete_keys(self, keys: list[str], policy: RetryPolicy | None = None) -> None:
+        """Delete many objects (absent ones are fine)."""

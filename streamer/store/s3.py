@@ -1,8 +1,7 @@
-"""The object sink: one region's S3 API through aiobotocore.
+"""``S3Store``: one region's bucket through aiobotocore.
 
 Everything botocore or aiohttp can raise is translated here into ``StoreFailure``
 (transient or not), so the rest of streamer never sees a library exception.
-Only the calls streamer needs are exposed.
 
 Checksums: botocore >= 1.36 adds CRC32 checksum headers (and aws-chunked
 trailers) to uploads by default, which several S3-compatible providers reject.
@@ -10,79 +9,46 @@ streamer asks botocore for checksums only "when_required" and proves each
 part's integrity itself (``Config.checksum``), with a digest the chunk
 producer computed once and every region and retry reuses:
 
-* ``md5`` (default): ``Content-MD5`` per part, which every S3 implementation
-  verifies, and an unsigned payload (no second hash for SigV4).
+* ``md5`` (default): ``Content-MD5`` per part, which AWS and SeaweedFS
+  verify (moto does not: tests/store/test_conformance.py records what each
+  server verifies), and an unsigned payload (no second hash for SigV4).
 * ``sha256``: the part's SHA-256 is the signed ``x-amz-content-sha256``
-  payload hash; ``PrecomputedPayloadAuth`` lets botocore's signer use it
-  instead of hashing the body again.  AWS verifies it; SeaweedFS does not.
+  payload hash; the store signs its parts with ``PrecomputedPayloadAuth``,
+  which uses it instead of hashing the body again.  AWS verifies it;
+  SeaweedFS does not.
 * ``crc32``: botocore's own flexible checksums (AWS S3 only, per region).
+
+The part hooks (store/s3_hooks.py) are registered on each client's own event
+system, never process-wide.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.utils
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import aiohttp.payload
 import anyio
-import botocore.auth
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from streamer.errors import StoreFailure
-from streamer.settings.config import ChecksumMode, Region
-from streamer.store.base import ObjectInfo, PartBody, UploadInfo
-from streamer.store.retry import RetryPolicy
+from streamer.settings.config import ChecksumMode, Config, Region
+from streamer.store.base import Checksums, ObjectInfo, ObjectStore, PartBody, Probe, UploadInfo
+from streamer.store.retry import RetryPolicy, retrying
+from streamer.store.s3_hooks import install_part_hooks
 
 T = TypeVar("T")
 
-
-class PrecomputedPayloadAuth(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
-    """S3 SigV4 that trusts a body's precomputed ``sha256_hex`` (see buffers.PartBody)."""
-
-    def payload(self, request: Any) -> str:
-        digest = getattr(request.body, "sha256_hex", "")
-        if digest:
-            return str(digest)
-        return str(super().payload(request))
-
-
-# Bodies without a precomputed digest are signed exactly as botocore would.
-botocore.auth.AUTH_TYPE_MAPS["s3v4"] = PrecomputedPayloadAuth
-
-
-class PartPayload(aiohttp.payload.Payload):
-    """Sends a PartBody through a memoryview: aiohttp's BytesPayload slices a
-    bytearray body (a full copy per request), which would put one extra part
-    per request in flight outside the memory budget."""
-
-    def __init__(self, value: PartBody, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("content_type", "application/octet-stream")
-        super().__init__(value, *args, **kwargs)
-        self._size = len(value)
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return bytes(self._value).decode(encoding, errors)
-
-    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return bytes(self._value)
-
-    async def write(self, writer: Any) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
-        # An empty write first flushes the buffered headers on their own:
-        # otherwise aiohttp joins headers and body into one new bytes object
-        # (on Python < 3.12.9), a copy of the whole part per request.
-        await writer.write(b"")
-        view = memoryview(self._value)
-        await writer.write(view if content_length is None else view[:content_length])
-
-
-aiohttp.payload.register_payload(PartPayload, PartBody, order=aiohttp.payload.Order.try_first)
+# botocore parameter of each digest a caller may attach (see store/base.py).
+_CHECKSUM_PARAMS = {"md5": "ContentMD5", "crc32": "ChecksumCRC32", "crc32c": "ChecksumCRC32C",
+                    "crc64nvme": "ChecksumCRC64NVME", "sha1": "ChecksumSHA1",
+                    "sha256": "ChecksumSHA256"}
 
 
 def _utc(value: object) -> datetime | None:
@@ -112,54 +78,81 @@ def translate(region: str, operation: str, exc: BaseException) -> StoreFailure:
     return StoreFailure(region, operation, text, True)
 
 
-class RegionClient:
-    """One region's bucket.  Create with ``open_region`` (an async context)."""
+def _missing(failure: StoreFailure) -> bool:
+    return failure.status == 404 or failure.code in ("NoSuchKey", "NotFound", "NoSuchUpload")
 
-    def __init__(self, region: Region, bucket: str, client: Any, checksum: ChecksumMode,
-                 request_timeout: float, policy: RetryPolicy) -> None:
-        self.region = region
-        self.bucket = bucket
-        self._client = client
-        self.checksum = checksum
-        self.request_timeout = request_timeout
-        self.policy = policy
+
+def _with_checksums(kwargs: dict[str, Any], checksums: Checksums | None) -> dict[str, Any]:
+    for name, value in (checksums or {}).items():
+        kwargs[_CHECKSUM_PARAMS[name]] = value
+    return kwargs
+
+
+@dataclass(eq=False)
+class S3Store:
+    """One region's bucket (an ``ObjectStore``).  Create with ``open_stores``."""
+
+    region: Region
+    bucket: str
+    client: Any = field(repr=False)
+    checksum: ChecksumMode
+    request_timeout: float
+    policy: RetryPolicy
+
+    @property
+    def index(self) -> int:
+        return self.region.index
 
     @property
     def label(self) -> str:
         return self.region.label
 
+    @property
+    def endpoint(self) -> str:
+        return self.region.endpoint
+
     async def _once(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One request with a timeout; every library exception becomes a StoreFailure."""
         try:
             with anyio.fail_after(self.request_timeout):
                 return await call()
         except StoreFailure:
             raise
-        except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
-            raise translate(self.label, operation, exc) from None
-        except Exception as exc:  # aiohttp and friends: translated at this boundary
-            if isinstance(exc, anyio.get_cancelled_exc_class()):
-                raise
+        except Exception as exc:  # botocore, aiohttp and friends: translated at this boundary
             raise translate(self.label, operation, exc) from None
 
-    async def call(self, operation: str, call: Callable[[], Awaitable[T]],
-                   attempts: int | None = None) -> T:
-        """One S3 call with a timeout per request and retries with backoff."""
-        tries = attempts or self.policy.max_attempts
-        for attempt in range(1, tries + 1):
-            try:
-                return await self._once(operation, call)
-            except StoreFailure as failure:
-                if not failure.transient or attempt == tries:
-                    raise
-                await anyio.sleep(self.policy.delay(attempt))
-        raise AssertionError("unreachable")
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]],
+                    policy: RetryPolicy | None = None) -> T:
+        """One S3 call with a timeout per request, retried by the policy."""
+        return await retrying(policy or self.policy, lambda: self._once(operation, call))
+
+    async def _pages(self, operation: str, method: Callable[..., Awaitable[Any]],
+                     kwargs: dict[str, Any], markers: dict[str, str],
+                     policy: RetryPolicy | None) -> AsyncIterator[dict[str, Any]]:
+        """Every page of a listing; ``markers`` maps a request parameter to the
+        response field that continues it."""
+        while True:
+            page: dict[str, Any] = await self._call(operation, functools.partial(method, **kwargs),
+                                                    policy)
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            for param, answer in markers.items():
+                kwargs[param] = page.get(answer, "")
 
     # ------------------------------------------------------------ buckets
 
+    async def probe(self, policy: RetryPolicy | None = None) -> Probe:
+        response = await self._call("ListBuckets", lambda: self.client.list_buckets(), policy)
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        server = email.utils.parsedate_to_datetime(date) if date else None
+        names = frozenset(str(b.get("Name")) for b in response.get("Buckets", []) or [])
+        return Probe(server, names)
+
     async def ensure_bucket(self) -> None:
         try:
-            await self.call("HeadBucket", lambda: self._client.head_bucket(Bucket=self.bucket),
-                            attempts=3)
+            await self._call("HeadBucket", lambda: self.client.head_bucket(Bucket=self.bucket),
+                             self.policy.tries(3))
             return
         except StoreFailure as f:
             if f.status != 404 and f.code not in ("404", "NoSuchBucket", "NotFound"):
@@ -168,7 +161,7 @@ class RegionClient:
         if self.region.location != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region.location}
         try:
-            await self.call("CreateBucket", lambda: self._client.create_bucket(**kwargs))
+            await self._call("CreateBucket", lambda: self.client.create_bucket(**kwargs))
         except StoreFailure as f:
             if f.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
@@ -176,27 +169,29 @@ class RegionClient:
     # ------------------------------------------------------------ multipart
 
     async def create_multipart(self, key: str, content_type: str) -> str:
-        response = await self.call(
+        response = await self._call(
             "CreateMultipartUpload",
-            lambda: self._client.create_multipart_upload(
+            lambda: self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ContentType=content_type),
         )
         return str(response["UploadId"])
 
-    async def upload_part(self, key: str, upload_id: str, number: int, body: Any) -> str:
+    async def upload_part(self, key: str, upload_id: str, number: int, body: PartBody,
+                          checksums: Checksums | None = None) -> str:
         """One attempt (the caller owns retries, since it owns the buffer)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id,
                                   "PartNumber": number, "Body": body}
         if self.checksum == "md5" and body.md5_b64:
             kwargs["ContentMD5"] = body.md5_b64
-        response = await self._once("UploadPart", lambda: self._client.upload_part(**kwargs))
+        _with_checksums(kwargs, checksums)
+        response = await self._once("UploadPart", lambda: self.client.upload_part(**kwargs))
         return str(response["ETag"])
 
     async def complete_multipart(self, key: str, upload_id: str,
                                  parts: list[dict[str, object]]) -> str:
-        response = await self.call(
+        response = await self._call(
             "CompleteMultipartUpload",
-            lambda: self._client.complete_multipart_upload(
+            lambda: self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": parts}),
         )
@@ -204,33 +199,20 @@ class RegionClient:
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         try:
-            await self.call("AbortMultipartUpload",
-                            lambda: self._client.abort_multipart_upload(
-                                Bucket=self.bucket, Key=key, UploadId=upload_id),
-                            attempts=3)
+            await self._call("AbortMultipartUpload",
+                             lambda: self.client.abort_multipart_upload(
+                                 Bucket=self.bucket, Key=key, UploadId=upload_id),
+                             self.policy.tries(3))
         except StoreFailure as f:
             if f.status != 404:
                 raise
-
-    async def list_multipart_uploads(self, prefix: str) -> list[tuple[str, str]]:
-        """(key, upload id) of every unfinished multipart upload under prefix."""
-        out: list[tuple[str, str]] = []
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        while True:
-            page = await self.call("ListMultipartUploads",
-                                   lambda: self._client.list_multipart_uploads(**kwargs))
-            for upload in page.get("Uploads", []) or []:
-                out.append((str(upload["Key"]), str(upload["UploadId"])))
-            if not page.get("IsTruncated"):
-                return out
-            kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
-            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
     # ------------------------------------------------------------ objects
 
     async def put_object(self, key: str, data: bytes, content_type: str = "application/json",
                          if_none_match: bool = False, if_match: str | None = None,
-                         attempts: int | None = None) -> str:
+                         policy: RetryPolicy | None = None,
+                         checksums: Checksums | None = None) -> str:
         """PutObject; ``if_none_match`` creates only (412 if the key exists),
         ``if_match`` overwrites only that ETag (412 if it changed)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
@@ -239,18 +221,19 @@ class RegionClient:
             kwargs["IfNoneMatch"] = "*"
         if if_match is not None:
             kwargs["IfMatch"] = if_match
-        response = await self.call("PutObject", lambda: self._client.put_object(**kwargs),
-                                   attempts=attempts)
+        _with_checksums(kwargs, checksums)
+        response = await self._call("PutObject", lambda: self.client.put_object(**kwargs), policy)
         return str(response.get("ETag", ""))
 
-    async def get_with_etag(self, key: str, attempts: int | None = None) -> tuple[bytes, str] | None:
+    async def get_with_etag(self, key: str,
+                            policy: RetryPolicy | None = None) -> tuple[bytes, str] | None:
         """A small object's bytes and ETag, or None if it does not exist."""
         async def go() -> tuple[bytes, str]:
-            response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            response = await self.client.get_object(Bucket=self.bucket, Key=key)
             async with response["Body"] as stream:
                 return bytes(await stream.read()), str(response.get("ETag", ""))
         try:
-            return await self.call("GetObject", go, attempts=attempts)
+            return await self._call("GetObject", go, policy)
         except StoreFailure as f:
             if f.status == 404:
                 return None
@@ -270,7 +253,7 @@ class RegionClient:
                                       "Range": f"bytes={start}-{end}"}
             if if_match:
                 kwargs["IfMatch"] = if_match
-            response = await self._client.get_object(**kwargs)
+            response = await self.client.get_object(**kwargs)
             data = bytearray(expected)
             pos = 0
             async with response["Body"] as stream:
@@ -283,16 +266,16 @@ class RegionClient:
                 extra = await stream.read(1) if pos == expected else b""
             if pos != expected or extra:
                 raise StoreFailure(self.label, "GetObject",
-                                f"short read of {key} bytes {start}-{end}: {pos} bytes", True)
+                                   f"short read of {key} bytes {start}-{end}: {pos} bytes", True)
             return data
-        return await self.call("GetObject", go)
+        return await self._call("GetObject", go)
 
-    async def head_object(self, key: str, attempts: int | None = None) -> tuple[int, str] | None:
+    async def head_object(self, key: str,
+                          policy: RetryPolicy | None = None) -> tuple[int, str] | None:
         """(size, ETag) of an object, or None if it does not exist."""
         try:
-            response = await self.call(
-                "HeadObject", lambda: self._client.head_object(Bucket=self.bucket, Key=key),
-                attempts=attempts)
+            response = await self._call(
+                "HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), policy)
         except StoreFailure as f:
             if f.status == 404:
                 return None
@@ -300,14 +283,13 @@ class RegionClient:
         return int(response.get("ContentLength", 0)), str(response.get("ETag", ""))
 
     async def delete_object(self, key: str, if_match: str | None = None,
-                            attempts: int | None = None) -> None:
+                            policy: RetryPolicy | None = None) -> None:
         """Delete one object (absent is fine); ``if_match``: only that ETag (412 otherwise)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if if_match is not None:
             kwargs["IfMatch"] = if_match
         try:
-            await self.call("DeleteObject", lambda: self._client.delete_object(**kwargs),
-                            attempts=attempts)
+            await self._call("DeleteObject", lambda: self.client.delete_object(**kwargs), policy)
         except StoreFailure as f:
             if f.status != 404:
                 raise
@@ -316,85 +298,46 @@ class RegionClient:
         """Server-side copy within the bucket; False if the source does not exist.
         (A single CopyObject: sources up to 5 GiB.)"""
         try:
-            await self.call("CopyObject", lambda: self._client.copy_object(
+            await self._call("CopyObject", lambda: self.client.copy_object(
                 Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}))
         except StoreFailure as f:
-            if f.status == 404 or f.code in ("NoSuchKey", "NotFound"):
+            if _missing(f):
                 return False
             raise
         return True
 
-    async def list_objects(self, prefix: str, attempts: int | None = None) -> list[ObjectInfo]:
+    async def list_objects(self, prefix: str,
+                           policy: RetryPolicy | None = None) -> list[ObjectInfo]:
         """Every object under prefix with its size and modification time."""
-        out: list[ObjectInfo] = []
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        while True:
-            page = await self.call("ListObjectsV2",
-                                   lambda: self._client.list_objects_v2(**kwargs), attempts=attempts)
-            for obj in page.get("Contents", []) or []:
-                out.append(ObjectInfo(str(obj["Key"]), int(obj.get("Size", 0)),
-                                      _utc(obj.get("LastModified"))))
-            if not page.get("IsTruncated"):
-                return out
-            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        pages = self._pages("ListObjectsV2", self.client.list_objects_v2,
+                            {"Bucket": self.bucket, "Prefix": prefix},
+                            {"ContinuationToken": "NextContinuationToken"}, policy)
+        return [ObjectInfo(str(obj["Key"]), int(obj.get("Size", 0)), _utc(obj.get("LastModified")))
+                async for page in pages for obj in page.get("Contents", []) or []]
 
-    async def list_uploads(self, prefix: str, attempts: int | None = None) -> list[UploadInfo]:
+    async def list_uploads(self, prefix: str,
+                           policy: RetryPolicy | None = None) -> list[UploadInfo]:
         """Every unfinished multipart upload under prefix, with when it was started."""
-        out: list[UploadInfo] = []
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        while True:
-            page = await self.call("ListMultipartUploads",
-                                   lambda: self._client.list_multipart_uploads(**kwargs),
-                                   attempts=attempts)
-            for upload in page.get("Uploads", []) or []:
-                out.append(UploadInfo(str(upload["Key"]), str(upload["UploadId"]),
-                                      _utc(upload.get("Initiated"))))
-            if not page.get("IsTruncated"):
-                return out
-            kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
-            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+        pages = self._pages("ListMultipartUploads", self.client.list_multipart_uploads,
+                            {"Bucket": self.bucket, "Prefix": prefix},
+                            {"KeyMarker": "NextKeyMarker", "UploadIdMarker": "NextUploadIdMarker"},
+                            policy)
+        return [UploadInfo(str(u["Key"]), str(u["UploadId"]), _utc(u.get("Initiated")))
+                async for page in pages for u in page.get("Uploads", []) or []]
 
-    async def get_bytes(self, key: str, byte_range: str | None = None) -> bytes:
-        async def go() -> bytes:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-            if byte_range:
-                kwargs["Range"] = byte_range
-            response = await self._client.get_object(**kwargs)
-            async with response["Body"] as stream:
-                return bytes(await stream.read())
-        return await self.call("GetObject", go)
-
-    async def head(self, key: str) -> dict[str, Any]:
-        response = await self.call("HeadObject",
-                                   lambda: self._client.head_object(Bucket=self.bucket, Key=key))
-        return dict(response)
-
-    async def list_keys(self, prefix: str) -> list[tuple[str, int]]:
-        """(key, size) of every object under prefix."""
-        out: list[tuple[str, int]] = []
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-        while True:
-            page = await self.call("ListObjectsV2",
-                                   lambda: self._client.list_objects_v2(**kwargs))
-            for obj in page.get("Contents", []) or []:
-                out.append((str(obj["Key"]), int(obj.get("Size", 0))))
-            if not page.get("IsTruncated"):
-                return out
-            kwargs["ContinuationToken"] = page["NextContinuationToken"]
-
-    async def delete_keys(self, keys: list[str]) -> None:
+    async def delete_keys(self, keys: list[str], policy: RetryPolicy | None = None) -> None:
         for i in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[i:i + 1000]]
-            response = await self.call(
+            response = await self._call(
                 "DeleteObjects",
-                lambda batch=batch: self._client.delete_objects(  # type: ignore[misc]
+                lambda batch=batch: self.client.delete_objects(  # type: ignore[misc]
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}),
-            )
+                policy)
             errors = response.get("Errors") or []
             if errors:
                 first = errors[0]
                 raise StoreFailure(self.label, "DeleteObjects",
-                                f"{first.get('Key')}: {first.get('Code')}", False)
+                                   f"{first.get('Key')}: {first.get('Code')}", False)
 
 
 def client_config(checksum: ChecksumMode, request_timeout: float, pool: int) -> AioConfig:
@@ -424,11 +367,11 @@ def shared_session() -> Any:
 
 
 @contextlib.asynccontextmanager
-async def open_region(region: Region, bucket: str, checksum: ChecksumMode,
-                      request_timeout: float, policy: RetryPolicy,
-                      pool: int = 16) -> AsyncIterator[RegionClient]:
-    session = shared_session()
-    async with session.create_client(
+async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5",
+                     request_timeout: float = 30.0, policy: RetryPolicy | None = None,
+                     pool: int = 16) -> AsyncIterator[S3Store]:
+    """One region's store (``open_stores`` opens every configured region)."""
+    async with shared_session().create_client(
         "s3",
         endpoint_url=region.endpoint,
         region_name=region.location,
@@ -438,4 +381,29 @@ async def open_region(region: Region, bucket: str, checksum: ChecksumMode,
         # Plain http has no certificate to check: skip loading the CA bundle.
         verify=False if region.endpoint.startswith("http://") else None,
     ) as client:
-        yield RegionClient(region, bucket, client, checksum, request_timeout, policy)
+        install_part_hooks(client.meta.events, region, sign_parts=checksum == "sha256")
+        yield S3Store(region, bucket, client, checksum, request_timeout, policy or RetryPolicy())
+
+
+def run_policy(config: Config) -> RetryPolicy:
+    """A store's default policy: the part retries of the configuration."""
+    return RetryPolicy(max_attempts=config.part_retries)
+
+
+@contextlib.asynccontextmanager
+async def open_stores(config: Config, policy: RetryPolicy | None = None,
+                      pool: int | None = None,
+                      bucket: str | None = None) -> AsyncIterator[list[ObjectStore]]:
+    """A store per configured region, in configuration order, on ``bucket``
+    (default: the configured one; the layout says which, see Layout.bucket).
+
+    ``policy`` is every request's default (``run_policy``); ``pool``, the
+    connections per region (default: enough for the parts in flight)."""
+    size = pool or max(16, config.parts_in_flight * 2 + 4)
+    async with contextlib.AsyncExitStack() as stack:
+        stores: list[ObjectStore] = [await stack.enter_async_context(
+            open_store(r, bucket or config.bucket, config.checksum, config.request_timeout,
+                       policy or run_policy(config), size))
+            for r in config.regions]
+        yield stores
+

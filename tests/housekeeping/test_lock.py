@@ -31,9 +31,10 @@ from streamer.housekeeping.lease import (
     tally,
 )
 from streamer.housekeeping.lock import BackupLock, hold_lock
-from streamer.layout.catalog import open_clients
+from streamer.layout.catalog import CATALOG_POLICY
 from streamer.settings.config import parse_config
-from streamer.store.s3 import RegionClient
+from streamer.store.base import ObjectStore
+from streamer.store.s3 import open_stores
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -130,9 +131,9 @@ def test_process_start_tells_a_reused_pid() -> None:
 
 
 @pytest.fixture
-async def clients(regions: RegionsEnv, bucket: str) -> AsyncIterator[list[RegionClient]]:
+async def clients(regions: RegionsEnv, bucket: str) -> AsyncIterator[list[ObjectStore]]:
     cfg = parse_config({**regions.env, "STREAMER_BUCKET": bucket})
-    async with open_clients(cfg) as cs:
+    async with open_stores(cfg, CATALOG_POLICY) as cs:
         for client in cs:
             await client.ensure_bucket()
         yield cs
@@ -141,12 +142,12 @@ async def clients(regions: RegionsEnv, bucket: str) -> AsyncIterator[list[Region
 KEY = "site/hourly/lock.json"
 
 
-def new_lock(clients: list[RegionClient], lease: float = 60, run: str = "r") -> BackupLock:
+def new_lock(clients: list[ObjectStore], lease: float = 60, run: str = "r") -> BackupLock:
     return BackupLock(clients, KEY, "site/hourly", lease, new_holder(run, lease))
 
 
 @pytest.mark.anyio
-async def test_lock_is_exclusive_and_released(clients: list[RegionClient], regions: RegionsEnv,
+async def test_lock_is_exclusive_and_released(clients: list[ObjectStore], regions: RegionsEnv,
                                               bucket: str) -> None:
     first = new_lock(clients)
     await first.acquire()
@@ -164,7 +165,7 @@ async def test_lock_is_exclusive_and_released(clients: list[RegionClient], regio
 
 @pytest.mark.anyio
 async def test_stale_and_dead_locks_are_taken_over_by_exactly_one(
-        clients: list[RegionClient], regions: RegionsEnv, bucket: str) -> None:
+        clients: list[ObjectStore], regions: RegionsEnv, bucket: str) -> None:
     expired = holder(host="elsewhere", expires=datetime.now(UTC) - MIN)
     for i in (1, 2, 3):
         regions.client(i).put_object(Bucket=bucket, Key=KEY, Body=expired.encode())
@@ -201,7 +202,7 @@ async def test_stale_and_dead_locks_are_taken_over_by_exactly_one(
 
 @pytest.mark.anyio
 async def test_renewal_extends_the_lease_and_a_taken_over_lock_cancels_the_run(
-        clients: list[RegionClient], regions: RegionsEnv, bucket: str) -> None:
+        clients: list[ObjectStore], regions: RegionsEnv, bucket: str) -> None:
     lock = new_lock(clients, lease=3)
     async with hold_lock(lock):
         first = json.loads(regions.get(1, bucket, KEY))["expires"]
@@ -227,7 +228,7 @@ async def test_renewal_extends_the_lease_and_a_taken_over_lock_cancels_the_run(
 async def test_a_majority_is_enough_and_less_is_a_failure(regions: RegionsEnv, bucket: str) -> None:
     endpoints = "|".join([*regions.endpoints[:2], "http://127.0.0.1:9"])
     cfg = parse_config({**regions.env, "S3_HOST_BASE": endpoints, "STREAMER_BUCKET": bucket})
-    async with open_clients(cfg) as cs:
+    async with open_stores(cfg, CATALOG_POLICY) as cs:
         for client in cs[:2]:
             await client.ensure_bucket()
         lock = new_lock(cs)

@@ -13,7 +13,7 @@ import zstandard
 
 from streamer.pipeline.chunker import PRODUCER, ChunkFiller, Part, PartReleased
 from streamer.store.base import PartBody
-from streamer.store.s3 import PrecomputedPayloadAuth
+from streamer.store.s3_hooks import PrecomputedPayloadAuth
 
 
 def _feed(data: bytes) -> int:

@@ -26,11 +26,12 @@ from s3util import RegionsEnv
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.chunker import Part
 from streamer.pipeline.fanout import ArtifactRun, Fanout
-from streamer.pipeline.run import open_regions, preflight_regions
+from streamer.pipeline.run import preflight_regions
 from streamer.pipeline.sizing import MIN_PART
 from streamer.pipeline.upload_state import Decision
 from streamer.process import ProcessSource
 from streamer.settings.config import ChecksumMode, parse_config
+from streamer.store.s3 import open_stores
 
 pytestmark = pytest.mark.anyio
 
@@ -65,7 +66,7 @@ async def test_region_dropped_while_parts_wait_to_be_sealed(
     monkeypatch.setattr(Part, "seal", held_shut)
     key = f"lifecycle/{uuid.uuid4().hex}"
     below_quorum: list[bool] = []
-    async with open_regions(config, config.bucket) as clients:
+    async with open_stores(config) as clients:
         runs = await preflight_regions(clients)
         assert all(r.alive for r in runs)
         fanout = Fanout(config, runs, ByteBudget(config.memory_budget), MIN_PART,
