@@ -35,12 +35,12 @@ from typing import Any, TypeVar
 import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
 
 from streamer.errors import StoreFailure
 from streamer.settings.config import ChecksumMode, Config, Region
 from streamer.store.base import Checksums, ObjectInfo, ObjectStore, PartBody, Probe, UploadInfo
 from streamer.store.retry import RetryPolicy, retrying
+from streamer.store.s3_errors import translate
 from streamer.store.s3_hooks import install_part_hooks
 
 T = TypeVar("T")
@@ -55,27 +55,6 @@ def _utc(value: object) -> datetime | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
     return None
-
-
-_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
-                    "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
-
-
-def translate(region: str, operation: str, exc: BaseException) -> StoreFailure:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        code = str(err.get("Code", ""))
-        message = str(err.get("Message", "")) or code
-        transient = status >= 500 or status in (408, 429) or code in _TRANSIENT_CODES
-        return StoreFailure(region, operation, f"{code or status}: {message}", transient, status, code)
-    if isinstance(exc, TimeoutError):
-        return StoreFailure(region, operation, "timed out", True)
-    if isinstance(exc, BotoCoreError | OSError):
-        # Connection refused, DNS, read timeouts: the message names the endpoint, never a key.
-        return StoreFailure(region, operation, type(exc).__name__ + ": " + str(exc), True)
-    text = f"{type(exc).__name__}: {exc}"
-    return StoreFailure(region, operation, text, True)
 
 
 def _missing(failure: StoreFailure) -> bool:
