@@ -67,7 +67,8 @@ def _debug(ctx: typer.Context, debug: bool) -> bool:
 
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML config file.")]
-QuorumOpt = Annotated[int | None, typer.Option("--quorum", help="Regions that must commit.")]
+QuorumOpt = Annotated[str | None, typer.Option(
+    "--quorum", help="Regions that must commit for the run to count: N or all (default 1).")]
 BudgetOpt = Annotated[str | None, typer.Option("--memory-budget", help="e.g. 256MiB.")]
 WebrootOpt = Annotated[Path | None, typer.Option("--webroot", help="Webroot directory.")]
 CompressionOpt = Annotated[str | None, typer.Option("--compression", help="zstd, gzip or none.")]
@@ -132,7 +133,7 @@ def backup(
     def go() -> int:
         nonlocal report
         settings = load_settings(config, {
-            "STREAMER_QUORUM": None if quorum is None else str(quorum),
+            "STREAMER_QUORUM": quorum,
             "STREAMER_MEMORY_BUDGET": memory_budget,
             "STREAMER_WEBROOT": None if webroot is None else str(webroot),
             "STREAMER_COMPRESSION": compression,

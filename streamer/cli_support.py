@@ -49,7 +49,7 @@ Environment (flag > environment > config file > default):
   DB_HOST DB_PORT DB_USERNAME DB_PASSWORD DB_NAME   database connection
   STREAMER_MEMORY_BUDGET        default 256MiB
   STREAMER_COMPRESSION          zstd (default), gzip, none; STREAMER_COMPRESSION_LEVEL
-  STREAMER_QUORUM     regions that must commit, default all
+  STREAMER_QUORUM     regions that must commit (N or all), default 1: commit wherever possible
   STREAMER_STALL_TIMEOUT        seconds without progress before a region is dropped (300)
   STREAMER_CHECKSUM   md5 (default: Content-MD5), sha256 (signed payload), crc32
   STREAMER_COMPRESSION_THREADS  zstd worker threads (0: in the producer thread)

@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -120,35 +120,46 @@ class Claim:
 
 
 class Outcome(Enum):
-    ACQUIRED = "acquired"  # a majority is ours
+    ACQUIRED = "acquired"  # a majority is ours, or every region that answered
     HELD = "held"  # another run holds copies: skip (exit 4)
     SPLIT = "split"  # nobody has a majority, but we hold some: give back, retry
-    UNREACHABLE = "unreachable"  # too few regions answered (exit 1)
+    UNREACHABLE = "unreachable"  # no region answered (exit 1)
 
 
 def tally(claims: Sequence[Claim], regions: int) -> Outcome:
     """What the claims of one round add up to (pure).
 
-    Copies held by others count per holder: three runs that took one region
-    each have split the regions (every one gives back and retries), although
-    together the others hold a majority against each of them."""
+    The lock saves duplicate work; it must never stop a backup the quorum
+    allows.  So regions that did not answer do not count against us: a run
+    that took every region that answered holds the lock, even if that is one
+    region of three.  Another run's copy anywhere we can see means HELD (exit
+    4), unless we hold a majority of all regions (we won the race).  When both
+    we and others hold copies and nobody has a majority, the regions are split:
+    give back and retry.  Copies held by others count per holder: three runs
+    that took one region each have split the regions, although together the
+    others outnumber each of them.  Two runs that share no reachable region
+    can both hold the lock: at worst a duplicate backup (each run has its own
+    stamp), never a corrupt or lost one."""
     ours = sum(1 for c in claims if c.state is ClaimState.ACQUIRED)
-    held = sum(1 for c in claims if c.state is ClaimState.HELD)
     per_holder = Counter(c.holder.token if c.holder else "" for c in claims
                          if c.state is ClaimState.HELD)
+    held = sum(per_holder.values())
     need = majority(regions)
     if ours >= need:
         return Outcome.ACQUIRED
-    if max(per_holder.values(), default=0) >= need or (held and not ours):
+    if not held:
+        return Outcome.ACQUIRED if ours else Outcome.UNREACHABLE
+    if not ours or max(per_holder.values()) >= need:
         return Outcome.HELD
-    if held and ours:
-        return Outcome.SPLIT
-    return Outcome.UNREACHABLE
+    return Outcome.SPLIT
 
 
-def still_held(confirmed_until: Mapping[int, datetime], now: datetime, regions: int) -> bool:
-    """Whether unexpired copies of our lock remain in a majority of regions (pure)."""
-    return sum(1 for until in confirmed_until.values() if until > now) >= majority(regions)
+def still_held(held: int, taken_over: int) -> bool:
+    """Whether a run still holds its lock after a renewal round (pure): yes
+    while any region still holds our copy, or none showed another holder.
+    Regions that stop answering do not take the lock away (unknown is not
+    lost); only every copy taken over by another run does."""
+    return held > 0 or taken_over == 0
 
 
 # ---------------------------------------------------------------- this machine

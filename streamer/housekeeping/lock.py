@@ -1,24 +1,30 @@
-"""The backup lock: one host per build and periodicity at a time.
+"""The backup lock: one host per build and periodicity at a time -- to save work.
 
 ADT runs the backup cron job on every webserver, so several hosts start the same
 backup at the same minute.  The lock is an object (``Layout.lock_key``) holding
-a JSON ``Holder`` and lives in **every** region; a run holds the lock when it
-holds the object in a **majority** of the configured regions (n // 2 + 1):
+a JSON ``Holder`` and lives in **every** region.  It exists to save duplicate
+work, never to stop a backup the quorum allows: two runs can never corrupt
+each other (each has its own stamp), so availability comes first.
 
-* two runs cannot both hold a majority, so at most one runs, whichever regions
-  each of them can reach (a lock in "the first region that answers" would let
-  two hosts that see different first regions both run);
-* a run that cannot reach a majority does not back up (exit 1): with three
-  regions, one may be down.
+* A run holds the lock when it holds the object in a majority of the
+  configured regions (n // 2 + 1), or in every region that answered: regions
+  that are down or failing do not count against it (with three regions and
+  two down, the survivor is backed up to).
+* A run that sees another run's live copy in any region it can reach, and
+  has no majority itself, skips (exit 4).  Two runs that took a majority each
+  cannot exist; runs that split the regions give their copies back and retry.
+* Under a partition where two hosts share no reachable region, both may back
+  up: at worst a duplicate run, never a corrupt or lost one.
 
 Per region the object is created with ``If-None-Match: *`` (412 if it exists).
 An existing lock is taken over only when it is *stale* -- its lease expired, or
 its holder ran on this very machine (same host name and boot id) and that
 process is gone -- by a conditional overwrite with ``If-Match`` on the ETag
 that was read, so of two takers exactly one wins.  The lease (default 15 min)
-is renewed every lease/3 with ``If-Match``; a run that can no longer show a
-majority of unexpired, renewed copies has lost the lock and cancels itself
-(its uploads are aborted, nothing is committed).  On exit the copies are
+is renewed every lease/3 with ``If-Match``; a run whose copies were taken
+over by another run in every region it held has lost the lock and cancels
+itself (its uploads are aborted, nothing is committed); regions that merely
+stop answering take nothing away.  On exit the copies are
 deleted with ``If-Match``, so a lock taken over meanwhile is left alone.  If
 the runs split the regions so that neither has a majority, both give their
 copies back and retry after a random delay.
@@ -51,7 +57,6 @@ from streamer.housekeeping.lease import (
     Verdict,
     judge,
     local_host,
-    majority,
     still_held,
     tally,
     utcnow,
@@ -117,8 +122,8 @@ class BackupLock:
                                "this run is skipped")
             errors = "; ".join(c.error for c in claims if c.error)
             raise BackupFailed(
-                f"cannot take the backup lock for {self.what}: {len(mine)} of "
-                f"{len(self.clients)} regions answered, {majority(len(self.clients))} needed: {errors}",
+                f"cannot take the backup lock for {self.what}: none of the "
+                f"{len(self.clients)} regions answered: {errors}",
                 "nothing was uploaded; check the regions")
         raise AssertionError("unreachable")
 
@@ -190,11 +195,13 @@ class BackupLock:
     # ------------------------------------------------------------ renew
 
     async def renew(self) -> None:
-        """Extend the lease in every region we hold; set ``lost`` if no majority is left."""
+        """Extend the lease in every region we hold; set ``lost`` if every copy
+        was taken over by another run (regions that do not answer keep theirs)."""
         now = utcnow()
         self.holder = replace(self.holder, expires=now + timedelta(seconds=self.lease))
         body = self.holder.encode()
         by_index = self.by_index
+        taken: list[int] = []
 
         async def one(index: int, etag: str) -> None:
             client = by_index[index]
@@ -212,17 +219,18 @@ class BackupLock:
                     if found is not None and mine:
                         self.etags[index] = found[1]
                         self.confirmed_until[index] = self.holder.expires
-                    else:
+                    elif found is not None:
                         self.etags.pop(index, None)
                         self.confirmed_until.pop(index, None)  # taken over: gone for good
+                        taken.append(index)
 
         with contextlib.suppress(StoreFailure):
             async with anyio.create_task_group() as tg:
                 for index, etag in list(self.etags.items()):
                     tg.start_soon(one, index, etag)
-        if not still_held(self.confirmed_until, utcnow(), len(self.clients)):
-            self.lost = (f"lost the backup lock for {self.what}: it is no longer held in a "
-                         f"majority of regions (taken over, or the regions did not answer)")
+        if not still_held(len(self.etags), len(taken)):
+            self.lost = (f"lost the backup lock for {self.what}: another run took it over in "
+                         f"every region")
 
     async def keep_renewed(self, on_lost: Callable[[], Any]) -> None:
         while True:

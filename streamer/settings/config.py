@@ -113,7 +113,10 @@ class Config:
     # zstd worker threads for the webroot; 0 compresses in the producer thread
     # (fastest on two cores).  >0 reserves 32 MiB of the budget (codec.py).
     compression_threads: int = 0
-    quorum: int = 0  # 0: all regions
+    # Regions that must commit for the run to count (exit 3 below all of them).
+    # 1 (default): commit wherever possible; the next run or `heal` completes
+    # the others.  0 ("all"): a run that misses any region commits nowhere.
+    quorum: int = 1
     keep: Mapping[Periodicity, int] = field(default_factory=lambda: dict(DEFAULT_KEEP))
     stall_timeout: float = 300.0
     layout: Layout = "streamer"
@@ -300,7 +303,8 @@ def parse_config(s: Mapping[str, str]) -> Config:
     regions = parse_regions(s)
     n = len(regions)
     bucket = _parse_bucket(s)
-    quorum = parse_int("STREAMER_QUORUM", s.get("STREAMER_QUORUM", "0"))
+    raw_quorum = s.get("STREAMER_QUORUM", "1").strip()
+    quorum = 0 if raw_quorum.lower() == "all" else parse_int("STREAMER_QUORUM", raw_quorum)
     if quorum > n:
         raise ConfigError(f"STREAMER_QUORUM={quorum} exceeds the {n} configured regions",
                           f"set it between 1 and {n}")

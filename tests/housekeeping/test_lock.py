@@ -15,7 +15,7 @@ import anyio
 import pytest
 from s3util import STREAMER, RegionsEnv, run_streamer
 
-from streamer.errors import BackupFailed, LockHeld
+from streamer.errors import BackupFailed, LockHeld, StoreFailure
 from streamer.housekeeping.lease import (
     Claim,
     ClaimState,
@@ -34,6 +34,7 @@ from streamer.housekeeping.lock import BackupLock, hold_lock
 from streamer.layout.catalog import CATALOG_POLICY
 from streamer.settings.config import parse_config
 from streamer.store.base import ObjectStore
+from streamer.store.memory import MemoryStore
 from streamer.store.s3 import open_stores
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -85,8 +86,9 @@ A, Hd, U = ClaimState.ACQUIRED, ClaimState.HELD, ClaimState.UNREACHABLE
     ([A, Hd, Hd], 3, Outcome.HELD),
     ([Hd, U, U], 3, Outcome.HELD),
     ([A, Hd, U], 3, Outcome.SPLIT),  # nobody has a majority: give back and retry
-    ([A, U, U], 3, Outcome.UNREACHABLE),
+    ([A, U, U], 3, Outcome.ACQUIRED),  # two regions down: the survivor is backed up to
     ([U, U, U], 3, Outcome.UNREACHABLE),
+    ([A, U], 2, Outcome.ACQUIRED),  # regions down do not count against the lock
     ([A], 1, Outcome.ACQUIRED),
     ([A, Hd], 2, Outcome.SPLIT),
     ([A, A], 2, Outcome.ACQUIRED),
@@ -115,10 +117,10 @@ def test_two_contenders_never_both_hold_a_majority() -> None:
     assert [majority(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 2, 3, 3]
 
 
-def test_still_held_needs_a_majority_of_unexpired_copies() -> None:
-    assert still_held({1: NOW + MIN, 2: NOW + MIN, 3: NOW - MIN}, NOW, 3)
-    assert not still_held({1: NOW + MIN, 2: NOW - MIN}, NOW, 3)
-    assert not still_held({}, NOW, 1)
+def test_only_copies_taken_over_everywhere_lose_the_lock() -> None:
+    assert still_held(held=1, taken_over=2)  # one copy left: still ours
+    assert still_held(held=0, taken_over=0)  # nothing answered: unknown is not lost
+    assert not still_held(held=0, taken_over=1)  # every copy we held is another run's now
 
 
 def test_process_start_tells_a_reused_pid() -> None:
@@ -215,28 +217,57 @@ async def test_renewal_extends_the_lease_and_a_taken_over_lock_cancels_the_run(
     with pytest.raises(BackupFailed, match="lost the backup lock"):
         async with hold_lock(lock):
             thief = holder(host="thief", expires=datetime.now(UTC) + timedelta(hours=1))
-            for i in (1, 2):  # a majority taken from under us
+            for i in (1, 2, 3):  # taken from under us everywhere
                 regions.client(i).put_object(Bucket=bucket, Key=KEY, Body=thief.encode())
             await anyio.sleep(10)
             reached_end = True
     assert not reached_end
-    assert json.loads(regions.get(1, bucket, KEY))["host"] == "thief"  # theirs: left alone
-    assert regions.keys(3, bucket) == []  # ours: released
+    assert all(json.loads(regions.get(i, bucket, KEY))["host"] == "thief"  # theirs: left alone
+               for i in (1, 2, 3))
 
 
 @pytest.mark.anyio
-async def test_a_majority_is_enough_and_less_is_a_failure(regions: RegionsEnv, bucket: str) -> None:
-    endpoints = "|".join([*regions.endpoints[:2], "http://127.0.0.1:9"])
+async def test_regions_that_do_not_answer_never_block_the_lock(regions: RegionsEnv,
+                                                               bucket: str) -> None:
+    """Two of three regions down: the survivor alone is enough; a second run that
+    can see it still skips; with no region answering, the lock fails (exit 1)."""
+    endpoints = "|".join([regions.endpoints[0], "http://127.0.0.1:9", "http://127.0.0.1:9"])
     cfg = parse_config({**regions.env, "S3_HOST_BASE": endpoints, "STREAMER_BUCKET": bucket})
     async with open_stores(cfg, CATALOG_POLICY) as cs:
-        for client in cs[:2]:
-            await client.ensure_bucket()
+        await cs[0].ensure_bucket()
         lock = new_lock(cs)
         await lock.acquire()
-        assert sorted(lock.etags) == [1, 2]
+        assert sorted(lock.etags) == [1]
+        with pytest.raises(LockHeld):
+            await new_lock(cs).acquire()
         await lock.release()
-        with pytest.raises(BackupFailed, match=r"cannot take the backup lock.*2 needed"):
-            await new_lock(cs[1:]).acquire()  # one of the two regions left answers
+        with pytest.raises(BackupFailed, match=r"cannot take the backup lock.*none of the 2"):
+            await new_lock(cs[1:]).acquire()
+
+
+@pytest.mark.anyio
+async def test_a_region_that_stops_answering_does_not_take_the_lock_away() -> None:
+    """Over memory stores: renewals that fail keep the lock; copies taken over
+    by another run in every region lose it."""
+    stores = [MemoryStore(index=i) for i in (1, 2, 3)]
+    for s in stores:
+        await s.ensure_bucket()
+    lock = new_lock(list(stores), lease=60)
+    await lock.acquire()
+
+    async def down(key: str) -> None:
+        raise StoreFailure("region", "PutObject", "timed out", True)
+
+    for s in stores[1:]:  # regions 2 and 3 stop answering (every try of the renewal)
+        s.hooks["PutObject"] = down
+    await lock.renew()
+    assert not lock.lost and sorted(lock.etags) == [1, 2, 3]
+    thief = holder(host="thief", expires=datetime.now(UTC) + timedelta(hours=1))
+    for s in stores:
+        s.hooks.clear()
+        await s.put_object(KEY, thief.encode())
+    await lock.renew()
+    assert lock.lost and "took it over in every region" in lock.lost
 
 
 # ---------------------------------------------------------------- the CLI

@@ -229,13 +229,42 @@ def test_refused_region_with_quorum_two_is_partial(regions: RegionsEnv, bucket: 
         assert len(manifests(regions, bucket, i)) == 1
 
 
-def test_refused_region_with_default_quorum_commits_nothing(regions: RegionsEnv, bucket: str,
-                                                            streamer_env: dict[str, str],
-                                                            tmp_path: Path) -> None:
+def test_refused_region_with_default_quorum_commits_in_the_others(
+        regions: RegionsEnv, bucket: str, streamer_env: dict[str, str], tmp_path: Path) -> None:
+    """The default quorum (1): a region that refuses connections does not stop
+    the backup; the other two commit and the run says so with exit 3."""
     root = tmp_path / "www"
     make_tree(root)
     endpoints = [*regions.endpoints[:2], "http://127.0.0.1:9"]
     env = {**streamer_env, "STREAMER_WEBROOT": str(root), "S3_HOST_BASE": "|".join(endpoints)}
+    run = run_streamer(["hourly", "site-5"], env)
+    assert run.code == 3, run.stdout + run.stderr
+    assert "region 3 (http://127.0.0.1:9): failed" in run.stdout and "Traceback" not in run.stderr
+    for i in (1, 2):
+        assert len(manifests(regions, bucket, i)) == 1
+
+
+def test_two_regions_down_commit_in_the_survivor(regions: RegionsEnv, bucket: str,
+                                                 streamer_env: dict[str, str],
+                                                 tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    make_tree(root)
+    endpoints = [regions.endpoints[0], "http://127.0.0.1:9", "http://127.0.0.1:7"]
+    env = {**streamer_env, "STREAMER_WEBROOT": str(root), "S3_HOST_BASE": "|".join(endpoints),
+           "STREAMER_QUORUM": "1"}
+    run = run_streamer(["hourly", "site-5b"], env)
+    assert run.code == 3, run.stdout + run.stderr
+    assert len(manifests(regions, bucket, 1)) == 1
+
+
+def test_refused_region_with_quorum_all_commits_nothing(regions: RegionsEnv, bucket: str,
+                                                        streamer_env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    make_tree(root)
+    endpoints = [*regions.endpoints[:2], "http://127.0.0.1:9"]
+    env = {**streamer_env, "STREAMER_WEBROOT": str(root), "S3_HOST_BASE": "|".join(endpoints),
+           "STREAMER_QUORUM": "all"}
     run = run_streamer(["hourly", "site-5"], env)
     assert run.code == 1, run.stdout + run.stderr
     assert "127.0.0.1:9" in run.stderr and "Traceback" not in run.stderr

@@ -131,6 +131,15 @@ def test_periodicity_and_build_identifier() -> None:
             parse_build_identifier(bad)
 
 
+def test_quorum_defaults_to_one_and_all_means_every_region() -> None:
+    three = {"S3_HOST_BASE": "a|b|c"}
+    assert cfg(**three).effective_quorum == 1  # commit wherever possible
+    assert cfg(**three, STREAMER_QUORUM="all").effective_quorum == 3
+    assert cfg(**three, STREAMER_QUORUM="2").effective_quorum == 2
+    with pytest.raises(ConfigError, match="exceeds the 3 configured regions"):
+        cfg(**three, STREAMER_QUORUM="4")
+
+
 def test_defaults() -> None:
     c = cfg()
     assert c.memory_budget == 256 * MiB and c.compression == "zstd" and c.checksum == "md5"
