@@ -24,6 +24,7 @@ from streamer.housekeeping.lease import Holder, new_holder
 from streamer.housekeeping.lock import BackupLock, hold_lock
 from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Series
+from streamer.pipeline.budget import check_budget_fits
 from streamer.pipeline.run import run_backup
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
@@ -68,7 +69,9 @@ async def backup(request: BackupRequest) -> BackupOutcome:
     config, series = request.config, request.series
     layout = layout_for(config)
     bucket = layout.bucket(series.periodicity)
-    webroot_source(config.webroot, config.excludes, config.persist_assets)  # config errors first
+    # Configuration errors first, before the lock (exit 2, nothing started).
+    webroot_source(config.webroot, config.excludes, config.persist_assets)
+    check_budget_fits(config.memory_budget)
     outcome = BackupOutcome(series)
     started = datetime.now(UTC)
     try:

@@ -9,10 +9,13 @@ backpressure -- whenever the slowest live region is ``budget`` bytes behind.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+
+from streamer.errors import ConfigError
 
 
 class ByteBudget:
@@ -61,3 +64,30 @@ class ByteBudget:
     async def changed(self) -> None:
         """Wait until some bytes are released."""
         await self._changed.wait()
+
+
+MEMINFO = Path("/proc/meminfo")
+
+
+def available_memory(meminfo: str) -> int | None:
+    """MemAvailable from /proc/meminfo's text, in bytes (None if absent)."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def check_budget_fits(limit: int, meminfo: Path = MEMINFO) -> None:
+    """Refuse (exit 2, before anything starts) a memory budget larger than the
+    memory this machine has available: the budget would not bound anything,
+    and the backup would meet the OOM killer instead of its backpressure."""
+    try:
+        available = available_memory(meminfo.read_text())
+    except OSError:
+        return  # not Linux, or no /proc: nothing to check against
+    if available is not None and limit > available:
+        raise ConfigError(
+            f"STREAMER_MEMORY_BUDGET is {limit / 2**20:.0f} MiB but this machine has only "
+            f"{available / 2**20:.0f} MiB available",
+            "lower STREAMER_MEMORY_BUDGET; the default is 256MiB")
+

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 
-from streamer.pipeline.budget import ByteBudget
+from streamer.errors import ConfigError
+from streamer.pipeline.budget import ByteBudget, available_memory, check_budget_fits
 from streamer.pipeline.buffers import BufferPool
 from streamer.pipeline.chunker import PRODUCER, Part
 from streamer.store.base import PartBody
@@ -96,3 +99,20 @@ async def test_pool_waits_for_a_buffer_or_budget_and_drops_other_sizes() -> None
     del big, held
     pool.drain()
     assert budget.used == 0
+
+
+MEMINFO = "MemTotal:       24683640 kB\nMemFree:        20011460 kB\nMemAvailable:   22500000 kB\n"
+
+
+def test_available_memory_reads_meminfo() -> None:
+    assert available_memory(MEMINFO) == 22500000 * 1024
+    assert available_memory("MemTotal: 1 kB\n") is None
+
+
+def test_a_budget_beyond_the_available_memory_is_refused(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(MEMINFO)
+    check_budget_fits(256 * 2**20, meminfo)  # fits
+    with pytest.raises(ConfigError, match=r"is 102400 MiB but this machine has only 21973 MiB"):
+        check_budget_fits(100 * 2**30, meminfo)
+    check_budget_fits(100 * 2**30, tmp_path / "absent")  # nothing to check against: no error
