@@ -79,14 +79,15 @@ async def backup(request: BackupRequest) -> BackupOutcome:
         # upload and retention share its connections (each call says how
         # quickly it gives up on a dead region: LOCK_POLICY, CATALOG_READS).
         async with open_stores(config, bucket=bucket) as clients:
-            await ensure_buckets(clients)
+            await ensure_buckets(clients, config.stall_timeout)
             lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,
                               new_holder(model.stamp(started), request.ops.lock_lease, started))
             async with hold_lock(lock):
                 outcome.taken_over = list(lock.taken_over)
                 outcome.cleanup = await clean_series(clients, layout, series,
                                                      request.ops.cleanup_horizon,
-                                                     SeriesCleanup(series))
+                                                     SeriesCleanup(series),
+                                                     config.stall_timeout)
                 async with contextlib.AsyncExitStack() as stack:
                     extra: list[tuple[ProcessSource, dict[str, Any]]] = []
                     if config.database.engine != "none":

@@ -35,17 +35,24 @@ class SeriesCleanup:
 
 
 async def clean_series(clients: list[ObjectStore], layout: Layout, series: Series,
-                       horizon: float, cleanup: SeriesCleanup) -> SeriesCleanup:
-    """Clean ``series`` in every region at once, into ``cleanup``."""
+                       horizon: float, cleanup: SeriesCleanup,
+                       bound: float | None = None) -> SeriesCleanup:
+    """Clean ``series`` in every region at once, into ``cleanup``; a region
+    that takes longer than ``bound`` seconds (the stall timeout) is left."""
     prefixes = layout.cleanup_prefixes(series)
     span = timedelta(seconds=horizon)
     cleanup.horizon = horizon
 
     async def one(client: ObjectStore) -> None:
         try:
-            r = await cleanup_series(client, prefixes, datetime.now(UTC), span, cleanup.holding_lock)
+            with anyio.fail_after(bound):
+                r = await cleanup_series(client, prefixes, datetime.now(UTC), span,
+                                         cleanup.holding_lock)
         except StoreFailure as e:
             cleanup.problems.append(str(e))
+            return
+        except TimeoutError:
+            cleanup.problems.append(f"{client.label}: no progress for {bound:.0f} s (stall timeout)")
             return
         cleanup.problems.extend(r.errors)
         cleanup.reports.append(r)
@@ -84,9 +91,14 @@ async def prune_all(config: Config, layout: Layout, clients: list[ObjectStore],
     async def one(client: ObjectStore, s: Series) -> None:
         keep = config.keep[s.periodicity]
         try:
-            result.pruned.append(SeriesPruned(s, keep, await prune_series(client, layout, s, keep)))
+            with anyio.fail_after(config.stall_timeout):
+                report = await prune_series(client, layout, s, keep)
+            result.pruned.append(SeriesPruned(s, keep, report))
         except StoreFailure as e:
             result.errors.append(f"{s}: {e}")
+        except TimeoutError:
+            result.errors.append(f"{s}: {client.label}: no progress for "
+                                 f"{config.stall_timeout:.0f} s (stall timeout)")
 
     async with anyio.create_task_group() as tg:
         for s in series:
@@ -96,10 +108,12 @@ async def prune_all(config: Config, layout: Layout, clients: list[ObjectStore],
     return result
 
 
-async def ensure_buckets(clients: list[ObjectStore]) -> None:
-    """Create the bucket where missing, so the lock can be written (errors: later)."""
+async def ensure_buckets(clients: list[ObjectStore], bound: float | None = None) -> None:
+    """Create the bucket where missing, so the lock can be written (errors: later);
+    a region gets at most ``bound`` seconds (default: its request timeout)."""
     async def one(client: ObjectStore) -> None:
-        with contextlib.suppress(StoreFailure), anyio.move_on_after(client.request_timeout):
+        limit = client.request_timeout if bound is None else min(bound, client.request_timeout)
+        with contextlib.suppress(StoreFailure), anyio.move_on_after(limit):
             await client.ensure_bucket()
 
     async with anyio.create_task_group() as tg:

@@ -48,7 +48,8 @@ async def commit(config: Config, result: BackupResult, artifacts: list[ArtifactR
     returns the regions that committed (empty: nothing committed anywhere)."""
     async with anyio.create_task_group() as tg:
         for region in ready:
-            tg.start_soon(_complete, region, artifacts, fanout, before_commit)
+            tg.start_soon(_bounded, "complete", fanout, region,
+                          _complete(region, artifacts, fanout, before_commit))
     completed = [r for r in ready if r.alive]
     if len(completed) < config.effective_quorum:
         await delete_run(artifacts, ready, placement, manifests=False)
@@ -67,7 +68,7 @@ async def commit(config: Config, result: BackupResult, artifacts: list[ArtifactR
 
     async with anyio.create_task_group() as tg:
         for region in completed:
-            tg.start_soon(write, region)
+            tg.start_soon(_bounded, "manifest", fanout, region, write(region))
     committed = [r for r in completed if r.alive]
     failed = [r for r in completed if not r.alive]
     if len(committed) < config.effective_quorum:
@@ -76,6 +77,17 @@ async def commit(config: Config, result: BackupResult, artifacts: list[ArtifactR
     if failed:
         await delete_run(artifacts, failed, placement, manifests=True)
     return committed
+
+
+async def _bounded(phase: str, fanout: Fanout, region: RegionRun, work: Awaitable[None]) -> None:
+    """One region's step of the commit, dropped after the stall timeout
+    without progress: a silent region never holds up the others."""
+    limit = fanout.config.stall_timeout
+    with anyio.move_on_after(limit) as scope:
+        await work
+    if scope.cancelled_caught:
+        fanout.region_failed(region, f"{region.label}: {phase}: no progress for {limit:.0f} s "
+                                     "(stall timeout)")
 
 
 async def _complete(region: RegionRun, artifacts: list[ArtifactRun], fanout: Fanout,

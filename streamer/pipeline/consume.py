@@ -48,6 +48,7 @@ async def region_worker(fanout: Fanout, region: RegionRun, art: ArtifactRun,
             fanout.region_failed(region, reason)
         finally:
             region.scopes.discard(scope)
+            recv.close()  # also when the upload was never created (dropped meanwhile)
     if not region.alive:
         state.fail(region.failure or "region dropped")
         with anyio.CancelScope(shield=True):

@@ -35,17 +35,22 @@ from streamer.store.s3 import open_stores
 PREFLIGHT_ATTEMPTS = 3
 
 
-async def preflight_regions(clients: list[ObjectStore]) -> list[RegionRun]:
-    """Check (and create) the bucket in every region, concurrently."""
+async def preflight_regions(clients: list[ObjectStore],
+                            stall_timeout: float | None = None) -> list[RegionRun]:
+    """Check (and create) the bucket in every region, concurrently; a region
+    that makes no progress for the stall timeout is dropped."""
     runs = [RegionRun(c) for c in clients]
 
     async def check(run: RegionRun) -> None:
+        limit = run.client.request_timeout * PREFLIGHT_ATTEMPTS + 30
+        limit = limit if stall_timeout is None else min(limit, stall_timeout)
         try:
-            with anyio.fail_after(run.client.request_timeout * PREFLIGHT_ATTEMPTS + 30):
+            with anyio.fail_after(limit):
                 await run.client.ensure_bucket()
         except (StoreFailure, TimeoutError) as e:
             run.alive = False
-            run.failure = str(e) if isinstance(e, StoreFailure) else f"{run.label}: preflight timed out"
+            run.failure = str(e) if isinstance(e, StoreFailure) else \
+                f"{run.label}: bucket check: no progress for {limit:.0f} s (stall timeout)"
 
     async with anyio.create_task_group() as tg:
         for run in runs:
@@ -85,7 +90,7 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
         if clients is None:
             clients = await stack.enter_async_context(
                 open_stores(config, bucket=layout.bucket(periodicity)))
-        regions = await preflight_regions(clients)
+        regions = await preflight_regions(clients, config.stall_timeout)
         live = [r for r in regions if r.alive]
         if len(live) < config.effective_quorum:
             failures = "; ".join(r.failure or "" for r in regions if not r.alive)

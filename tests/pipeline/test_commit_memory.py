@@ -30,7 +30,8 @@ def _stores() -> list[MemoryStore]:
     return [MemoryStore(index=i, policy=NO_WAIT) for i in (1, 2, 3)]
 
 
-async def _backup(tmp_path: Path, stores: list[MemoryStore], quorum: int) -> BackupResult:
+async def _backup(tmp_path: Path, stores: list[MemoryStore], quorum: int,
+                  **settings: str) -> BackupResult:
     webroot = tmp_path / "www"
     (webroot / "sub").mkdir(parents=True, exist_ok=True)
     (webroot / "index.php").write_text("<?php echo 'hello';\n")
@@ -38,7 +39,8 @@ async def _backup(tmp_path: Path, stores: list[MemoryStore], quorum: int) -> Bac
     config = parse_config({"S3_HOST_BASE": "http://a|http://b|http://c", "S3_ACCESS_KEY": "k",
                            "S3_SECRET_KEY": "s", "STREAMER_BUCKET": "memory",
                            "STREAMER_WEBROOT": str(webroot), "STREAMER_COMPRESSION": "none",
-                           "STREAMER_QUORUM": str(quorum), "DATABASE_INSTALLATION_TYPE": "None"})
+                           "STREAMER_QUORUM": str(quorum), "DATABASE_INSTALLATION_TYPE": "None",
+                           **settings})
     clients: list[ObjectStore] = list(stores)
     with anyio.fail_after(60):
         return await run_backup(config, Periodicity.HOURLY, "site", now=WHEN, clients=clients)
@@ -90,3 +92,23 @@ async def test_a_region_down_at_the_start_is_not_waited_for(tmp_path: Path) -> N
     assert result.exit_code == EXIT_PARTIAL
     assert [r.status for r in result.regions] == ["committed", "committed", "failed"]
     assert not stores[2].objects
+
+
+@pytest.mark.parametrize("phase", ["HeadBucket", "CreateMultipartUpload", "UploadPart",
+                                   "CompleteMultipartUpload", "PutObject"])
+async def test_a_black_hole_in_any_phase_is_dropped_after_the_stall_timeout(
+        tmp_path: Path, phase: str) -> None:
+    """A region that accepts a request and never answers, in each phase of a
+    run: it is dropped after STREAMER_STALL_TIMEOUT and the others commit."""
+    stores = _stores()
+
+    async def black_hole(key: str) -> None:
+        await anyio.sleep_forever()
+
+    stores[1].hooks[phase] = black_hole
+    # Without the bound this would never return (the hook never does): the
+    # run's fail_after in _backup turns a hang into a failure.
+    result = await _backup(tmp_path, stores, 1, STREAMER_STALL_TIMEOUT="2")
+    assert result.exit_code == EXIT_PARTIAL, result.error
+    assert [r.status for r in result.regions] == ["committed", "failed", "committed"]
+    assert "stall timeout" in (result.regions[1].error or "")
