@@ -83,3 +83,11 @@ class StoreFailure(StreamerError):
         self.status = status
         self.code = code
         super().__init__(f"{region}: {operation} failed: {detail}")
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    """The first real exception inside (nested) exception groups: a task
+    group wraps its children's failures, the caller wants the failure."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

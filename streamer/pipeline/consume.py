@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from streamer.errors import RegionError, StoreFailure
+from streamer.errors import RegionError, StoreFailure, first_leaf
 from streamer.pipeline.chunker import Part
 from streamer.pipeline.upload_state import UploadState
 from streamer.store.base import ObjectStore
@@ -96,10 +96,3 @@ async def abort_upload(client: ObjectStore, key: str, state: UploadState) -> Non
             await client.abort_multipart(key, state.upload_id)
         except StoreFailure:
             pass  # left for `streamer cleanup`, which lists unfinished uploads
-
-
-def first_leaf(error: BaseException) -> BaseException:
-    """The first real exception inside (nested) exception groups."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error

@@ -17,13 +17,20 @@ from typing import Any
 import anyio
 
 from streamer import codec, model
-from streamer.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BackupFailed, SourceError, StoreFailure
+from streamer.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    BackupFailed,
+    SourceError,
+    StoreFailure,
+    first_leaf,
+)
 from streamer.layout.base import Layout, Placement
 from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Periodicity, Progress, RegionResult, Series
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.commit import BeforeCommit, abort_all, commit
-from streamer.pipeline.consume import first_leaf
 from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun, progress, ready_regions
 from streamer.pipeline.sizing import max_part_size
 from streamer.pipeline.webroot import webroot_source

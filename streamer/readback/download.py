@@ -33,7 +33,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
-from streamer.errors import IntegrityError
+from streamer.errors import IntegrityError, first_leaf
 from streamer.store.base import ObjectStore
 
 T = TypeVar("T")
@@ -193,7 +193,10 @@ async def stream_object(client: ObjectStore, ref: ObjectRef, consume: Callable[[
         try:
             await fetch_ordered(client, ref, send, range_size, in_flight)
         except Exception as e:  # raised below, outside the task group
-            fetch_error.append(e)
+            # A failed range arrives wrapped in fetch_ordered's task group: the
+            # caller (a region fallback) must see the StoreFailure itself.
+            leaf = first_leaf(e)
+            fetch_error.append(leaf if isinstance(leaf, Exception) else e)
             tg.cancel_scope.cancel()
 
     async with recv:

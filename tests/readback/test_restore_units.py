@@ -4,14 +4,16 @@ settings."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from streamer import model
-from streamer.errors import IntegrityError
+from streamer.errors import IntegrityError, StoreFailure
 from streamer.housekeeping.cleanup import plan_cleanup, upload_started
 from streamer.housekeeping.retention import deletion_order, select_expired
 from streamer.layout import streamer as layout
@@ -25,11 +27,12 @@ from streamer.layout.catalog import (
     split_run_key,
 )
 from streamer.model import Periodicity, Series
-from streamer.readback.download import plan_ranges, ranges_in_flight
+from streamer.readback.download import ObjectRef, plan_ranges, ranges_in_flight, stream_object
 from streamer.readback.safety import ArchiveGuard, Kind, split_member_name
 from streamer.readback.verify import disagreements
 from streamer.render import age
 from streamer.store.base import ObjectInfo, UploadInfo
+from streamer.store.memory import MemoryStore
 
 MiB = 1024 * 1024
 H = Periodicity.HOURLY
@@ -270,3 +273,19 @@ def test_stamp_layout_round_trip() -> None:
     p = layout.run_placement("s", H, "20240101T000000Z", ".zst")
     assert p.key("webroot") == "s/hourly/20240101T000000Z/webroot.tar.zst"
     assert p.manifest_key == "s/hourly/20240101T000000Z/manifest.json"
+
+
+@pytest.mark.anyio
+async def test_a_range_failing_mid_download_raises_the_store_failure_itself() -> None:
+    """A region that resets connections mid-download: the StoreFailure reaches
+    the caller unwrapped (not an ExceptionGroup), so restore falls back to the
+    next region instead of ending with an internal error."""
+    store = MemoryStore(index=1)
+    await store.ensure_bucket()
+    data = os.urandom(5 * 1024 * 1024)
+    etag = await store.put_object("k", data, content_type="application/octet-stream")
+    ref = ObjectRef("k", len(data), hashlib.sha256(data).hexdigest(), etag)
+    store.fail("GetObject", nth=3, transient=False, status=500)
+    with pytest.raises(StoreFailure, match="GetObject"):
+        await stream_object(store, ref, lambda reader: reader.read(), range_size=1024 * 1024,
+                            in_flight=2)
