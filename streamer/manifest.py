@@ -11,6 +11,49 @@ from dataclasses import dataclass
 from typing import Any
 
 FORMAT_VERSION = 1
+PART_DIGESTS = ("md5", "sha256")  # algorithms a manifest's per-part digests may use
+
+
+@dataclass(frozen=True)
+class PartDigests:
+    """Each part's size and digest, in part order: a reader checks every range
+    as it arrives and can resume elsewhere from the last good part
+    (docs/ARCHITECTURE.md, "Restore").  Manifests before these were recorded
+    have none; they still restore, checked only end to end."""
+
+    algorithm: str  # "md5" | "sha256"
+    sizes: tuple[int, ...]
+    digests: tuple[str, ...]  # hex
+
+    def to_json(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, "sizes": list(self.sizes),
+                "digests": list(self.digests)}
+
+    def spans(self) -> list[tuple[int, int, str]]:
+        """(offset, size, hex digest) of every part, in order."""
+        out, offset = [], 0
+        for size, digest in zip(self.sizes, self.digests, strict=True):
+            out.append((offset, size, digest))
+            offset += size
+        return out
+
+
+def parse_part_digests(value: Any, stored_size: int) -> PartDigests | None:
+    """The per-part digests of a manifest's artifact (None if it has none);
+    ValueError if they are malformed or do not add up to the stored size."""
+    if value is None:
+        return None
+    algorithm = str(value["algorithm"])
+    if algorithm not in PART_DIGESTS:
+        raise ValueError(f"unknown part digest {algorithm!r}")
+    sizes = tuple(int(n) for n in value["sizes"])
+    digests = tuple(str(d) for d in value["digests"])
+    width = 32 if algorithm == "md5" else 64
+    if len(sizes) != len(digests) or any(n < 0 for n in sizes) or sum(sizes) != stored_size:
+        raise ValueError("part sizes do not add up to the stored size")
+    if any(len(d) != width or d.strip("0123456789abcdef") for d in digests):
+        raise ValueError("bad part digest")
+    return PartDigests(algorithm, sizes, digests)
 
 
 @dataclass(frozen=True)
@@ -24,9 +67,10 @@ class ArtifactRecord:
     part_size: int  # the largest part
     part_count: int
     source_bytes: int  # bytes of the uncompressed stream
+    parts: PartDigests | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "key": self.key,
             "stored_size": self.stored_size,
             "sha256": self.sha256,
@@ -36,6 +80,9 @@ class ArtifactRecord:
             "part_count": self.part_count,
             "source_bytes": self.source_bytes,
         }
+        if self.parts is not None:
+            out["parts"] = self.parts.to_json()
+        return out
 
 
 def build_manifest(*, build: str, periodicity: str, stamp: str, started: str, ended: str,

@@ -24,6 +24,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# the database fixtures (tests/db/test_database.py) are shared with the layout
+# and restore tests, whichever directory pytest collects first
+sys.path.insert(0, str(Path(__file__).parent / "db"))
 
 from s3util import RegionsEnv, load_regions_env
 

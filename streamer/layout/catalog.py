@@ -18,6 +18,7 @@ from typing import Any
 
 from streamer import model
 from streamer.errors import IntegrityError, StoreFailure
+from streamer.manifest import PartDigests, parse_part_digests
 from streamer.model import Periodicity, Series
 from streamer.store.base import ObjectInfo, ObjectStore
 from streamer.store.retry import RetryPolicy
@@ -135,6 +136,7 @@ class StoredArtifact:
     stored_size: int
     sha256: str
     compression: str
+    parts: PartDigests | None = None  # None: an older manifest, checked end to end only
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,10 @@ def parse_manifest(data: bytes, where: str, key_suffix: str = "") -> StoredManif
             sha = str(a["sha256"])
             if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
                 raise ValueError(f"artifact {name}: bad sha256")
-            artifacts[str(name)] = StoredArtifact(str(name), str(a["key"]), int(a["stored_size"]),
-                                                  sha, str(a.get("compression", "none")))
+            size = int(a["stored_size"])
+            artifacts[str(name)] = StoredArtifact(str(name), str(a["key"]), size, sha,
+                                                  str(a.get("compression", "none")),
+                                                  parse_part_digests(a.get("parts"), size))
         return StoredManifest(str(value["build_identifier"]), str(value["periodicity"]),
                               str(value["stamp"]), artifacts, value, key_suffix)
     except (ValueError, KeyError, TypeError, AttributeError) as e:

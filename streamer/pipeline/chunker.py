@@ -49,6 +49,7 @@ class Part:
         self.holders: set[int] = {PRODUCER, *holders}
         self._body: PartBody | None = body
         self._on_free = on_free
+        self.digest = ("", "")  # (algorithm, hex), set by seal: recorded in the manifest
 
     def __len__(self) -> int:
         return self.size
@@ -67,12 +68,18 @@ class Part:
         return self._body
 
     def seal(self, checksum: ChecksumMode) -> None:
-        """Compute the part's digest once (in a worker thread, by the producer)."""
+        """Compute the part's digest once (in a worker thread, by the producer):
+        the one its requests carry (SigV4's SHA-256 or the Content-MD5), which
+        is also the one the manifest records for it (MD5 in crc32 mode)."""
         body = self.body_for(PRODUCER)
         if checksum == "sha256":
             body.sha256_hex = hashlib.sha256(body).hexdigest()
-        elif checksum == "md5":
-            body.md5_b64 = base64.b64encode(hashlib.md5(body).digest()).decode()
+            self.digest = ("sha256", body.sha256_hex)
+            return
+        md5 = hashlib.md5(body).digest()
+        if checksum == "md5":
+            body.md5_b64 = base64.b64encode(md5).decode()
+        self.digest = ("md5", md5.hex())
 
     def release(self, holder: int) -> None:
         """``holder`` is done with this part (idempotent)."""

@@ -28,7 +28,7 @@ from streamer.layout.base import Placement
 from streamer.manifest import ArtifactRecord, build_manifest, encode
 from streamer.model import BackupResult
 from streamer.pipeline.consume import abort_upload
-from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun
+from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun, recorded_parts
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore
 
@@ -114,7 +114,7 @@ def _manifest(config: Config, codec: Codec, result: BackupResult, artifacts: lis
         version=__version__,
         artifacts=[ArtifactRecord(a.name, a.key, a.stored_bytes, a.sha256, codec.compression,
                                   codec.level, a.max_part_size, a.parts,
-                                  a.source_bytes) for a in artifacts],
+                                  a.source_bytes, recorded_parts(a)) for a in artifacts],
         webroot={"files": artifacts[0].listed_members, "bytes": artifacts[0].source_bytes,
                  "excludes": list(excludes), "path": str(config.webroot)},
         database=database_meta, warnings=result.warnings)

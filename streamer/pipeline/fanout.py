@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from streamer.codec import Codec
+from streamer.manifest import PartDigests
 from streamer.model import ArtifactResult, Progress, ProgressRow, RegionUpload
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.buffers import BufferPool
@@ -80,6 +81,7 @@ class ArtifactRun:
     sha256: str = ""
     parts: int = 0
     max_part_size: int = 0
+    part_digests: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # size, algo, hex
     listed_members: int = 0
     compress_threads: int = 0  # zstd worker threads; 0: in the producer thread
     filler: ChunkFiller | None = None  # live counters while the source streams
@@ -169,6 +171,19 @@ class Fanout:
                 for send in senders.values():
                     send.close()
         art.finished = time.monotonic()
+
+
+def recorded_parts(art: ArtifactRun) -> PartDigests | None:
+    """The artifact's per-part digests for its manifest (None if any is missing)."""
+    numbers = range(1, art.parts + 1)
+    if art.parts == 0 or any(n not in art.part_digests for n in numbers):
+        return None
+    entries = [art.part_digests[n] for n in numbers]
+    algorithms = {algo for _, algo, _ in entries}
+    if len(algorithms) != 1:
+        return None
+    return PartDigests(algorithms.pop(), tuple(size for size, _, _ in entries),
+                       tuple(hexdigest for _, _, hexdigest in entries))
 
 
 def ready_regions(artifacts: list[ArtifactRun], regions: list[RegionRun]) -> list[RegionRun]:

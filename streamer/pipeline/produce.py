@@ -140,6 +140,7 @@ async def _seal_and_queue(fanout: Fanout, art: ArtifactRun, part: Part, senders:
     producer's own claim keeps the buffer until this returns."""
     try:
         await anyio.to_thread.run_sync(part.seal, fanout.config.checksum, limiter=fanout.sealing)
+        art.part_digests[part.number] = (len(part), *part.digest)
         now = time.monotonic()
         for region in fanout.live:
             if not part.holds(region.index):

@@ -73,3 +73,35 @@ async def test_a_region_that_refuses_parts_is_dropped_and_the_quorum_holds(tmp_p
         await store.complete_multipart(key, state.upload_id or "", state.completion_parts())
         assert store.objects[key].data == data
     assert stores[1].uploads == {}  # the dropped region's upload was aborted
+
+
+@pytest.mark.parametrize("checksum", ["md5", "sha256", "crc32"])
+async def test_each_parts_digest_is_recorded_for_the_manifest(tmp_path: Path,
+                                                              checksum: str) -> None:
+    import hashlib
+
+    from streamer.manifest import parse_part_digests
+    from streamer.pipeline.fanout import recorded_parts
+
+    stores = [MemoryStore(index=i, policy=NO_WAIT) for i in (1, 2, 3)]
+    config = _config(3)
+    object.__setattr__(config, "checksum", checksum)
+    data = os.urandom(2 * MIN_PART + 777)
+    (tmp_path / "stream").write_bytes(data)
+    fanout = Fanout(config, [RegionRun(s) for s in stores], ByteBudget(config.memory_budget),
+                    MIN_PART, lambda: None)
+    art = ArtifactRun("webroot", "k", ProcessSource("webroot", ("cat", str(tmp_path / "stream"))))
+    with anyio.fail_after(60):
+        await fanout.stream(art)
+    parts = recorded_parts(art)
+    assert parts is not None and parts.algorithm == ("sha256" if checksum == "sha256" else "md5")
+    assert parts.sizes == (MIN_PART, MIN_PART, 777)
+    for offset, size, digest in parts.spans():
+        assert hashlib.new(parts.algorithm, data[offset:offset + size]).hexdigest() == digest
+    # the manifest form parses back, and is checked against the stored size
+    assert parse_part_digests(parts.to_json(), len(data)) == parts
+    with pytest.raises(ValueError):
+        parse_part_digests(parts.to_json(), len(data) + 1)
+    bad = parts.to_json() | {"digests": ["zz" * 16] * 3}
+    with pytest.raises(ValueError):
+        parse_part_digests(bad, len(data))
