@@ -21,6 +21,7 @@ from streamer.commands.backup import BackupOutcome
 from streamer.commands.check import CheckResult
 from streamer.commands.cleanup import CleanupResult
 from streamer.commands.common import PruneResult, SeriesCleanup
+from streamer.commands.heal import HealResult
 from streamer.commands.list import ListResult
 from streamer.errors import EXIT_FAILED
 from streamer.layout.catalog import RunListing
@@ -108,6 +109,8 @@ def housekeeping_lines(outcome: BackupOutcome, quiet: bool) -> list[Line]:
     if outcome.cleanup is not None:
         out += cleanup_region_lines(outcome.cleanup, quiet_if_nothing=True)
         out += [Line(f"warning: cleanup: {p}", err=True) for p in outcome.cleanup.problems]
+    if outcome.heal is not None:
+        out += heal_lines(outcome.heal, quiet_if_nothing=True)
     if outcome.retention is not None:
         out += prune_lines(outcome.retention, quiet_if_nothing=True)
     return out
@@ -219,6 +222,40 @@ def list_lines(result: ListResult, json_out: bool) -> list[Line]:
                                 f"  {arts}  total {_mb(run.size)}{mark}"))
     if result.errors:
         out.append(Line("streamer: list incomplete: " + "; ".join(result.errors), err=True))
+    return out
+
+
+# ---------------------------------------------------------------- heal
+
+
+def heal_lines(result: HealResult, quiet_if_nothing: bool = False) -> list[Line]:
+    """What ``heal`` (or a backup's heal) copied, and what is still missing where.
+    ``quiet_if_nothing``: nothing at all when there was nothing to do."""
+    out: list[Line] = []
+    label = result.labels.get
+    for c in result.copies:
+        why = "" if c.copy.reason == "missing" else f" (its copy was damaged: {c.copy.reason})"
+        if c.ok:
+            assert c.source is not None
+            out.append(Line(f"heal {c.copy.run}: {label(c.copy.target)} <- {label(c.source)}: "
+                            f"{_rate(c.bytes, c.seconds)}{why}"))
+        else:
+            out.append(Line(f"heal {c.copy.run}: {label(c.copy.target)} still lacks it{why}: "
+                            + "; ".join(c.failures), err=True))
+    for u in result.unhealable:
+        out.append(Line(f"heal {u.run}: {label(u.target)} lacks it ({u.reason}) and no region "
+                        "that answered holds it intact", err=True))
+    for index, error in sorted(result.unreachable.items()):
+        out.append(Line(f"heal: {label(index)} not healed: {error}", err=True))
+    if result.limit_reached:
+        out.append(Line(f"heal: stopped at the limit ({result.limit:.0f} s, STREAMER_HEAL_LIMIT); "
+                        "the rest is healed next time", err=True))
+    if quiet_if_nothing and not out:
+        return out
+    copied = sum(c.bytes for c in result.healed)
+    out.append(Line(f"heal: {result.runs_checked} committed run(s) checked, {len(result.healed)} "
+                    f"cop{'y' if len(result.healed) == 1 else 'ies'} made ({_mb(copied)}), "
+                    f"memory peak {_mb(result.budget_peak)} of {_mb(result.budget_limit)}"))
     return out
 
 
