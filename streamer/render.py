@@ -24,6 +24,7 @@ from streamer.commands.common import PruneResult, SeriesCleanup
 from streamer.commands.heal import HealResult
 from streamer.commands.list import ListResult
 from streamer.errors import EXIT_FAILED
+from streamer.housekeeping.heal_plan import RunId
 from streamer.layout.catalog import RunListing
 from streamer.model import BackupResult, Observer
 from streamer.readback.restore import FailedAttempt, RestoreReport
@@ -199,13 +200,28 @@ def run_record(run: RunListing, now: datetime) -> dict[str, Any]:
             **({"previous_copy": True} if run.key_suffix else {})}
 
 
+def _run_id_record(run: RunId) -> dict[str, str]:
+    return {"build": run.build, "periodicity": run.periodicity.value, "stamp": run.stamp}
+
+
+def _missing_records(result: ListResult) -> list[dict[str, Any]]:
+    """Every run some region lacks, and those regions (``list --json``'s "missing")."""
+    lacking: dict[RunId, list[int]] = {}
+    for r in result.regions:
+        for rid in r.lacks:
+            lacking.setdefault(rid, []).append(r.index)
+    return [{**_run_id_record(rid), "regions": sorted(idx)}
+            for rid, idx in sorted(lacking.items(), key=lambda kv: str(kv[0]), reverse=True)]
+
+
 def list_lines(result: ListResult, json_out: bool) -> list[Line]:
     out: list[Line] = []
     if json_out:
         out.append(Line(json.dumps({"regions": [
             {"index": r.index, "endpoint": r.endpoint, "ok": r.error is None, "error": r.error,
-             "backups": [run_record(run, result.now) for run in r.runs]}
-            for r in result.regions]}, indent=2)))
+             "backups": [run_record(run, result.now) for run in r.runs],
+             "lacks": [_run_id_record(run) for run in r.lacks]}
+            for r in result.regions], "missing": _missing_records(result)}, indent=2)))
     else:
         for r in result.regions:
             if r.error is not None:
@@ -220,6 +236,8 @@ def list_lines(result: ListResult, json_out: bool) -> list[Line]:
                 when = age((result.now - run.when).total_seconds())
                 out.append(Line(f"  {run.build}/{run.periodicity.value}/{run.stamp}  age {when}"
                                 f"  {arts}  total {_mb(run.size)}{mark}"))
+            out.extend(Line(f"  lacks {rid}, which another region holds (`streamer heal` copies it)")
+                       for rid in r.lacks)
     if result.errors:
         out.append(Line("streamer: list incomplete: " + "; ".join(result.errors), err=True))
     return out

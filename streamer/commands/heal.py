@@ -216,7 +216,7 @@ async def _deep_check(client: ObjectStore, manifest: StoredManifest, request: He
                 return
         await read_run(client, manifest, opts)
     except IntegrityError as e:
-        found.damaged[client.index] = str(e).removeprefix(client.label + ": ")
+        found.damaged[client.index] = e.message.removeprefix(client.label + ": ")
     except StoreFailure:
         found.unknown.add(client.index)
 
