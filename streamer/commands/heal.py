@@ -18,6 +18,7 @@ same bytes twice, or abort its upload (cleanup), never mix two versions.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -51,6 +52,10 @@ from streamer.pipeline.copy import CopyOptions, bounded, copy_run, read_run
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore
 from streamer.store.s3 import open_stores, run_policy
+
+# An ETag as S3 computes it (an MD5, or MD5-of-MD5s and the part count): only
+# then can it be compared with the one the recorded part MD5s give.
+S3_ETAG = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,7 @@ async def _deep_check(client: ObjectStore, manifest: StoredManifest, request: He
                 head = await bounded(client, "HeadObject", opts.stall_timeout,
                                      client.head_object(manifest.key_of(art)))
                 etag = head[1].strip('"') if head else ""
-                suspect |= etag.count("-") == 1 and etag != multipart_etag(art.parts.digests)
+                suspect |= bool(S3_ETAG.fullmatch(etag)) and etag != multipart_etag(art.parts.digests)
             if not suspect:
                 return
         await read_run(client, manifest, opts)
