@@ -31,9 +31,9 @@ class RegionCheck:
     client: ObjectStore
     manifest: StoredManifest | None = None
     problem: str | None = None
-    lacks: bool = False  # the region holds no committed copy of the run
     verified_bytes: int = 0
     seconds: float = 0.0
+    lacks: bool = False  # the region holds no committed copy of the run
 
     @property
     def ok(self) -> bool:
