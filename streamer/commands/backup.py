@@ -29,11 +29,13 @@ from streamer.housekeeping.lock import BackupLock, hold_lock
 from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Series
 from streamer.pipeline.budget import check_budget_fits
+from streamer.pipeline.fanout import RegionRun
 from streamer.pipeline.run import preflight_regions, require_quorum, run_backup
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
 from streamer.settings.ops import OpsConfig
+from streamer.store.base import ObjectStore
 from streamer.store.s3 import open_stores
 
 
@@ -85,15 +87,17 @@ async def backup(request: BackupRequest) -> BackupOutcome:
         async with open_stores(config, bucket=bucket) as all_clients:
             regions = await preflight_regions(all_clients, config.stall_timeout)
             require_quorum(regions, config.effective_quorum)
-            clients = [r.client for r in regions if r.alive]
+            clients = _drop(regions, {}, config.effective_quorum)
             lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,
                               new_holder(model.stamp(started), request.ops.lock_lease, started))
             async with hold_lock(lock):
                 outcome.taken_over = list(lock.taken_over)
+                clients = _drop(regions, lock.unanswered, config.effective_quorum)
                 outcome.cleanup = await clean_series(clients, layout, series,
                                                      request.ops.cleanup_horizon,
                                                      SeriesCleanup(series),
                                                      config.stall_timeout)
+                clients = _drop(regions, outcome.cleanup.stalled, config.effective_quorum)
                 async with contextlib.AsyncExitStack() as stack:
                     extra: list[tuple[ProcessSource, dict[str, Any]]] = []
                     if config.database.engine != "none":
@@ -117,3 +121,15 @@ async def backup(request: BackupRequest) -> BackupOutcome:
     except StreamerError as e:
         outcome.error = e
     return outcome
+
+
+def _drop(regions: list[RegionRun], failed: dict[int, str], quorum: int) -> list[ObjectStore]:
+    """Mark the regions that failed a step before the upload as failed, so no
+    later phase waits on them again (docs/RELIABILITY.md, the bound on a run);
+    the stores of the regions still in the run (BackupFailed below the quorum)."""
+    for region in regions:
+        if region.alive and region.index in failed:
+            region.alive = False
+            region.failure = failed[region.index]
+    require_quorum(regions, quorum)
+    return [r.client for r in regions if r.alive]

@@ -31,6 +31,7 @@ class SeriesCleanup:
     horizon: float = 0.0  # seconds; what was cleaned without the lock
     reports: list[CleanupReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    stalled: dict[int, str] = field(default_factory=dict)  # region index -> why (stall timeout)
 
 
 async def clean_series(clients: list[ObjectStore], layout: Layout, series: Series,
@@ -51,7 +52,9 @@ async def clean_series(clients: list[ObjectStore], layout: Layout, series: Serie
             cleanup.problems.append(str(e))
             return
         except TimeoutError:
-            cleanup.problems.append(f"{client.label}: no progress for {bound:.0f} s (stall timeout)")
+            reason = f"{client.label}: cleanup: no progress for {bound:.0f} s (stall timeout)"
+            cleanup.problems.append(reason)
+            cleanup.stalled[client.index] = reason
             return
         cleanup.problems.extend(r.errors)
         cleanup.reports.append(r)
