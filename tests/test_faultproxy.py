@@ -88,12 +88,10 @@ async def test_status_answers_an_s3_error_then_clear_lets_requests_through(proxy
         await store.put_object("k", b"x")
     assert (info.value.status, info.value.code, info.value.transient) == (503, "SlowDown", True)
     assert await store.head_object("k") is None  # other operations pass
-    fired = proxy.fired["status"]
-    assert fired >= 1
     proxy.clear()
     await store.put_object("k", b"x")
     assert await store.head_object("k") == (1, await _etag(store, "k"))
-    assert proxy.fired["status"] == fired
+    assert proxy.fired["status"] == 1  # one request per call: streamer does the retrying itself
 
 
 async def _etag(store: S3Store, key: str) -> str:
@@ -152,7 +150,8 @@ async def test_reset_breaks_the_connection_mid_request(proxy: FaultProxy, store:
     with pytest.raises(StoreFailure) as info:
         await store.upload_part("p", upload, 1, PartBody(os.urandom(MiB)))
     assert info.value.transient
-    assert proxy.fired["reset"] >= 1
+    # aiohttp resends an idempotent request once when a reused connection breaks
+    assert proxy.fired["reset"] in (1, 2)
     proxy.clear()
     await store.upload_part("p", upload, 1, PartBody(os.urandom(MiB)))
 
@@ -166,7 +165,7 @@ async def test_times_limits_how_often_a_fault_fires(proxy: FaultProxy, store: S3
             outcomes.append("ok")
         except StoreFailure as f:
             outcomes.append(str(f.status))
-    assert proxy.fired["status"] == 2 and "500" in outcomes and outcomes[-1] == "ok"
+    assert outcomes == ["500", "500", "ok", "ok", "ok", "ok"]
 
 
 async def test_throttle_limits_the_rate(proxy: FaultProxy, store: S3Store) -> None:
