@@ -97,13 +97,28 @@ async def backup(request: BackupRequest) -> BackupOutcome:
                         config, series.periodicity, series.build, extra_sources=extra,
                         observer=request.observer, now=started, layout=layout,
                         clients=clients)
+                _leave_failed_regions_alone(outcome, result)
                 if result.exit_code != EXIT_FAILED and layout.no_retention is None:
+                    # Retention only where this run committed: a region the run
+                    # dropped has said why once (docs/RELIABILITY.md), and a black
+                    # hole there would cost another stall timeout.
+                    committed = {r.index for r in result.committed}
                     with anyio.CancelScope(shield=True):
-                        retention = outcome.retention = await prune_all(config, layout, clients,
-                                                                        [series])
+                        retention = outcome.retention = await prune_all(
+                            config, layout, [c for c in clients if c.index in committed], [series])
                     if retention.errors:
                         result.warnings.append("retention incomplete (see above); "
                                                "`streamer prune` retries it")
     except StreamerError as e:
         outcome.error = e
     return outcome
+
+
+def _leave_failed_regions_alone(outcome: BackupOutcome, result: BackupResult) -> None:
+    """A region the run dropped is reported once, by its own line: the cleanup's
+    problems there (the same fault, met earlier) are not repeated."""
+    if outcome.cleanup is None:
+        return
+    failed = tuple(f"region {r.index} (" for r in result.regions if r.status != "committed")
+    if failed:
+        outcome.cleanup.problems = [p for p in outcome.cleanup.problems if not p.startswith(failed)]
