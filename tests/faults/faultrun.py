@@ -70,8 +70,7 @@ def listed_runs(env: dict[str, str], regions: RegionsEnv) -> dict[int, list[str]
     run = run_streamer(["list", "--json"], {**env, "S3_HOST_BASE": host_base(regions, {})})
     assert run.code == 0, run.stdout + run.stderr
     doc = json.loads(run.stdout)
-    return {int(r["region"]) if str(r.get("region", "")).isdigit() else n: r["backups"]
-            for n, r in enumerate(doc["regions"], start=1)}
+    return {int(r["index"]): r["backups"] for r in doc["regions"]}
 
 
 def no_traceback(text: str) -> bool:
