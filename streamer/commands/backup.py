@@ -1,10 +1,14 @@
 """``streamer backup``: lock, clean up, back up, apply retention, unlock.
 
-The lock (housekeeping/lock.py) is taken before anything is uploaded: a run
-that finds it held exits 4.  Holding it, the run aborts what killed runs of
-this series left (housekeeping/cleanup.py), dumps and uploads (pipeline/run.py),
-and after a commit applies retention (housekeeping/retention.py) in every
-region, where the layout keeps more than one run.
+The bucket check comes first: a region that fails it (down, refusing, or a
+black hole for the stall timeout) takes no further part in this run, so a dead
+region costs the run one stall timeout at most, not one per phase
+(docs/RELIABILITY.md).  The lock (housekeeping/lock.py) is taken before
+anything is uploaded: a run that finds it held exits 4.  Holding it, the run
+aborts what killed runs of this series left (housekeeping/cleanup.py), dumps
+and uploads (pipeline/run.py), and after a commit applies retention
+(housekeeping/retention.py) in the regions that committed, where the layout
+keeps more than one run.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import anyio
 
 from streamer import model
-from streamer.commands.common import PruneResult, SeriesCleanup, clean_series, ensure_buckets, prune_all
+from streamer.commands.common import PruneResult, SeriesCleanup, clean_series, prune_all
 from streamer.db import prepare_dump
 from streamer.errors import EXIT_FAILED, StreamerError
 from streamer.housekeeping.lease import Holder, new_holder
@@ -25,11 +29,13 @@ from streamer.housekeeping.lock import BackupLock, hold_lock
 from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Series
 from streamer.pipeline.budget import check_budget_fits
-from streamer.pipeline.run import run_backup
+from streamer.pipeline.fanout import RegionRun
+from streamer.pipeline.run import preflight_regions, require_quorum, run_backup
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
 from streamer.settings.ops import OpsConfig
+from streamer.store.base import ObjectStore
 from streamer.store.s3 import open_stores
 
 
@@ -78,16 +84,20 @@ async def backup(request: BackupRequest) -> BackupOutcome:
         # One store per region for the whole run: the lock, cleanup, the
         # upload and retention share its connections (each call says how
         # quickly it gives up on a dead region: LOCK_POLICY, CATALOG_READS).
-        async with open_stores(config, bucket=bucket) as clients:
-            await ensure_buckets(clients, config.stall_timeout)
+        async with open_stores(config, bucket=bucket) as all_clients:
+            regions = await preflight_regions(all_clients, config.stall_timeout)
+            require_quorum(regions, config.effective_quorum)
+            clients = _drop(regions, {}, config.effective_quorum)
             lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,
                               new_holder(model.stamp(started), request.ops.lock_lease, started))
             async with hold_lock(lock):
                 outcome.taken_over = list(lock.taken_over)
+                clients = _drop(regions, lock.unanswered, config.effective_quorum)
                 outcome.cleanup = await clean_series(clients, layout, series,
                                                      request.ops.cleanup_horizon,
                                                      SeriesCleanup(series),
                                                      config.stall_timeout)
+                clients = _drop(regions, outcome.cleanup.stalled, config.effective_quorum)
                 async with contextlib.AsyncExitStack() as stack:
                     extra: list[tuple[ProcessSource, dict[str, Any]]] = []
                     if config.database.engine != "none":
@@ -96,16 +106,15 @@ async def backup(request: BackupRequest) -> BackupOutcome:
                     result = outcome.result = await run_backup(
                         config, series.periodicity, series.build, extra_sources=extra,
                         observer=request.observer, now=started, layout=layout,
-                        clients=clients)
-                _leave_failed_regions_alone(outcome, result)
+                        regions=regions)
                 if result.exit_code != EXIT_FAILED and layout.no_retention is None:
-                    # Retention only where this run committed: a region the run
-                    # dropped has said why once (docs/RELIABILITY.md), and a black
-                    # hole there would cost another stall timeout.
+                    # Only where this run committed: elsewhere the older runs
+                    # may be all that region has (it is healed first).
                     committed = {r.index for r in result.committed}
                     with anyio.CancelScope(shield=True):
                         retention = outcome.retention = await prune_all(
-                            config, layout, [c for c in clients if c.index in committed], [series])
+                            config, layout, [c for c in clients if c.index in committed],
+                            [series])
                     if retention.errors:
                         result.warnings.append("retention incomplete (see above); "
                                                "`streamer prune` retries it")
@@ -114,11 +123,13 @@ async def backup(request: BackupRequest) -> BackupOutcome:
     return outcome
 
 
-def _leave_failed_regions_alone(outcome: BackupOutcome, result: BackupResult) -> None:
-    """A region the run dropped is reported once, by its own line: the cleanup's
-    problems there (the same fault, met earlier) are not repeated."""
-    if outcome.cleanup is None:
-        return
-    failed = tuple(f"region {r.index} (" for r in result.regions if r.status != "committed")
-    if failed:
-        outcome.cleanup.problems = [p for p in outcome.cleanup.problems if not p.startswith(failed)]
+def _drop(regions: list[RegionRun], failed: dict[int, str], quorum: int) -> list[ObjectStore]:
+    """Mark the regions that failed a step before the upload as failed, so no
+    later phase waits on them again (docs/RELIABILITY.md, the bound on a run);
+    the stores of the regions still in the run (BackupFailed below the quorum)."""
+    for region in regions:
+        if region.alive and region.index in failed:
+            region.alive = False
+            region.failure = failed[region.index]
+    require_quorum(regions, quorum)
+    return [r.client for r in regions if r.alive]
