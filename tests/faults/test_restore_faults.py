@@ -55,7 +55,7 @@ def test_verify_reports_region_1_bad_and_the_others_ok(
         px[1].add(FAULTS[fault])
         run = run_streamer(["verify", "hourly", "readback"], {**env, "S3_HOST_BASE": via(regions, px)})
         assert px[1].fired[fault] >= 1
-    assert run.code == 1, run.stdout + run.stderr  # README: 1 = a region failed verification
+    assert run.code == 1, run.stdout + run.stderr  # `streamer verify --help`: 1, a hash does not match
     lines = run.stdout.strip().splitlines()
     assert [ln.split(":")[0].split(" (")[0] for ln in lines] == ["region 1", "region 2", "region 3"]
     assert ": BAD" in lines[0] and ": ok: " in lines[1] and ": ok: " in lines[2]
