@@ -42,6 +42,7 @@ from streamer.store.base import Checksums, ObjectInfo, ObjectStore, PartBody, Pr
 from streamer.store.retry import RetryPolicy, retrying
 from streamer.store.s3_errors import translate
 from streamer.store.s3_hooks import install_part_hooks
+from streamer.store.timeouts import RequestTimeouts
 
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ class S3Store:
     bucket: str
     client: Any = field(repr=False)
     checksum: ChecksumMode
-    request_timeout: float
+    timeouts: RequestTimeouts
     policy: RetryPolicy
 
     @property
@@ -90,10 +91,16 @@ class S3Store:
     def endpoint(self) -> str:
         return self.region.endpoint
 
-    async def _once(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """One request with a timeout; every library exception becomes a StoreFailure."""
+    @property
+    def request_timeout(self) -> float:
+        """Seconds for one control request (a data request gets more: store/timeouts.py)."""
+        return self.timeouts.control
+
+    async def _once(self, operation: str, call: Callable[[], Awaitable[T]],
+                    limit: float | None = None) -> T:
+        """One request, timed out (default: as control); library exceptions become StoreFailure."""
         try:
-            with anyio.fail_after(self.request_timeout):
+            with anyio.fail_after(limit or self.timeouts.control):
                 return await call()
         except StoreFailure:
             raise
@@ -101,9 +108,9 @@ class S3Store:
             raise translate(self.label, operation, exc) from None
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]],
-                    policy: RetryPolicy | None = None) -> T:
+                    policy: RetryPolicy | None = None, limit: float | None = None) -> T:
         """One S3 call with a timeout per request, retried by the policy."""
-        return await retrying(policy or self.policy, lambda: self._once(operation, call))
+        return await retrying(policy or self.policy, lambda: self._once(operation, call, limit))
 
     async def _pages(self, operation: str, method: Callable[..., Awaitable[Any]],
                      kwargs: dict[str, Any], markers: dict[str, str],
@@ -163,7 +170,8 @@ class S3Store:
         if self.checksum == "md5" and body.md5_b64:
             kwargs["ContentMD5"] = body.md5_b64
         _with_checksums(kwargs, checksums)
-        response = await self._once("UploadPart", lambda: self.client.upload_part(**kwargs))
+        response = await self._once("UploadPart", lambda: self.client.upload_part(**kwargs),
+                                    self.timeouts.data(len(body)))
         return str(response["ETag"])
 
     async def complete_multipart(self, key: str, upload_id: str,
@@ -173,6 +181,7 @@ class S3Store:
             lambda: self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": parts}),
+            limit=self.timeouts.complete(len(parts)),
         )
         return str(response.get("ETag", ""))
 
@@ -247,7 +256,7 @@ class S3Store:
                 raise StoreFailure(self.label, "GetObject",
                                    f"short read of {key} bytes {start}-{end}: {pos} bytes", True)
             return data
-        return await self._call("GetObject", go)
+        return await self._call("GetObject", go, limit=self.timeouts.data(expected))
 
     async def head_object(self, key: str,
                           policy: RetryPolicy | None = None) -> tuple[int, str] | None:
@@ -278,7 +287,8 @@ class S3Store:
         (A single CopyObject: sources up to 5 GiB.)"""
         try:
             await self._call("CopyObject", lambda: self.client.copy_object(
-                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}))
+                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}),
+                limit=self.timeouts.copy())
         except StoreFailure as f:
             if _missing(f):
                 return False
@@ -319,11 +329,11 @@ class S3Store:
                                    f"{first.get('Key')}: {first.get('Code')}", False)
 
 
-def client_config(checksum: ChecksumMode, request_timeout: float, pool: int) -> AioConfig:
+def client_config(checksum: ChecksumMode, timeouts: RequestTimeouts, pool: int) -> AioConfig:
     return AioConfig(
         signature_version="s3v4",
-        connect_timeout=min(10.0, request_timeout),
-        read_timeout=request_timeout,
+        connect_timeout=min(10.0, timeouts.control),
+        read_timeout=timeouts.socket_read(),  # each request's own timeout decides (_once)
         retries={"max_attempts": 1, "mode": "standard"},  # streamer retries itself
         max_pool_connections=pool,
         request_checksum_calculation="when_supported" if checksum == "crc32" else "when_required",
@@ -348,20 +358,21 @@ def shared_session() -> Any:
 @contextlib.asynccontextmanager
 async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5",
                      request_timeout: float = 30.0, policy: RetryPolicy | None = None,
-                     pool: int = 16) -> AsyncIterator[S3Store]:
-    """One region's store (``open_stores`` opens every configured region)."""
+                     pool: int = 16, min_part_rate: float = 128 * 1024) -> AsyncIterator[S3Store]:
+    """One region's store (``open_stores``: every region); timeouts: store/timeouts.py."""
+    timeouts = RequestTimeouts(request_timeout, min_part_rate)
     async with shared_session().create_client(
         "s3",
         endpoint_url=region.endpoint,
         region_name=region.location,
         aws_access_key_id=str(region.access_key),
         aws_secret_access_key=str(region.secret_key),
-        config=client_config(checksum, request_timeout, pool),
+        config=client_config(checksum, timeouts, pool),
         # Plain http has no certificate to check: skip loading the CA bundle.
         verify=False if region.endpoint.startswith("http://") else None,
     ) as client:
         install_part_hooks(client.meta.events, region, sign_parts=checksum == "sha256")
-        yield S3Store(region, bucket, client, checksum, request_timeout, policy or RetryPolicy())
+        yield S3Store(region, bucket, client, checksum, timeouts, policy or RetryPolicy())
 
 
 def run_policy(config: Config) -> RetryPolicy:
@@ -382,7 +393,7 @@ async def open_stores(config: Config, policy: RetryPolicy | None = None,
     async with contextlib.AsyncExitStack() as stack:
         stores: list[ObjectStore] = [await stack.enter_async_context(
             open_store(r, bucket or config.bucket, config.checksum, config.request_timeout,
-                       policy or run_policy(config), size))
+                       policy or run_policy(config), size, config.min_part_rate))
             for r in config.regions]
         yield stores
 
