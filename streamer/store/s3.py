@@ -334,7 +334,8 @@ def client_config(checksum: ChecksumMode, timeouts: RequestTimeouts, pool: int) 
         signature_version="s3v4",
         connect_timeout=min(10.0, timeouts.control),
         read_timeout=timeouts.socket_read(),  # each request's own timeout decides (_once)
-        retries={"max_attempts": 1, "mode": "standard"},  # streamer retries itself
+        # One attempt per call (streamer retries: store/retry.py); "max_attempts" counts retries.
+        retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=pool,
         request_checksum_calculation="when_supported" if checksum == "crc32" else "when_required",
         response_checksum_validation="when_required",
