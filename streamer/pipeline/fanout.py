@@ -132,6 +132,7 @@ class Fanout:
             return
         region.alive = False
         region.failure = reason
+        region.client.sever()  # unsent part bytes must not hold their buffers
         # Parts this region is still sending are released by their sender when
         # it stops (it is cancelled below); every other claim goes now.
         for part in list(self.held):
@@ -167,6 +168,8 @@ class Fanout:
         self.held.discard(part)
         if body is not None:
             self.pool.give_back(body, part_size(part.number, self.max_part))
+        else:
+            self.pool.orphaned(part)
 
     async def watch_stalls(self) -> None:
         """Drop a region that has work but made no progress for the stall

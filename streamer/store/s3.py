@@ -17,9 +17,8 @@ producer computed once and every region and retry reuses:
   which uses it instead of hashing the body again.  AWS verifies it;
   SeaweedFS does not.
 * ``crc32``: botocore's own flexible checksums (AWS S3 only, per region).
-
 The part hooks (store/s3_hooks.py) are registered on each client's own event
-system, never process-wide.
+system, never process-wide; ``sever`` aborts a dropped region's connections.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from streamer.settings.config import ChecksumMode, Config, Region
 from streamer.store.base import Checksums, ObjectInfo, ObjectStore, PartBody, Probe, UploadInfo
 from streamer.store.retry import RetryPolicy, retrying
 from streamer.store.s3_errors import translate
-from streamer.store.s3_hooks import install_part_hooks
+from streamer.store.s3_hooks import abort_connections, install_part_hooks
 from streamer.store.timeouts import RequestTimeouts
 
 T = TypeVar("T")
@@ -96,6 +95,9 @@ class S3Store:
         """Seconds for one control request (a data request gets more: store/timeouts.py)."""
         return self.timeouts.control
 
+    def sever(self) -> None:
+        abort_connections(self.client)
+
     async def _once(self, operation: str, call: Callable[[], Awaitable[T]],
                     limit: float | None = None) -> T:
         """One request, timed out (default: as control); library exceptions become StoreFailure."""
@@ -125,8 +127,6 @@ class S3Store:
                 return
             for param, answer in markers.items():
                 kwargs[param] = page.get(answer, "")
-
-    # ------------------------------------------------------------ buckets
 
     async def probe(self, policy: RetryPolicy | None = None) -> Probe:
         response = await self._call("ListBuckets", lambda: self.client.list_buckets(), policy)
