@@ -51,9 +51,12 @@ Environment (flag > environment > config file > default):
   STREAMER_COMPRESSION          zstd (default), gzip, none; STREAMER_COMPRESSION_LEVEL
   STREAMER_QUORUM     regions that must commit (N or all), default 1: commit wherever possible
   STREAMER_STALL_TIMEOUT        seconds without progress before a region is dropped (300)
+  STREAMER_LAG_LIMIT  seconds the others may wait on one slow region alone before it is dropped (300; 0 off)
   STREAMER_CHECKSUM   md5 (default: Content-MD5), sha256 (signed payload), crc32
   STREAMER_COMPRESSION_THREADS  zstd worker threads (0: in the producer thread)
-  STREAMER_PARTS_IN_FLIGHT, STREAMER_PART_RETRIES, STREAMER_REQUEST_TIMEOUT   per region (4, 5, 120)
+  STREAMER_PARTS_IN_FLIGHT, STREAMER_PART_RETRIES   per region (4, 5)
+  STREAMER_REQUEST_TIMEOUT      seconds for a control request (30); a part: that plus
+  STREAMER_MIN_PART_RATE        its size at this many bytes per second (128KiB)
   STREAMER_MIN_TABLES fewest tables the database must hold (1)
   STREAMER_PROGRESS_INTERVAL    seconds between progress lines off a terminal (5)
   STREAMER_METRICS_FILE, STREAMER_ON_SUCCESS, STREAMER_ON_FAILURE, STREAMER_HOOK_TIMEOUT

@@ -41,7 +41,7 @@ async def region_worker(fanout: Fanout, region: RegionRun, art: ArtifactRun,
             async with anyio.create_task_group() as tg, recv:
                 async for part in recv:
                     await slots.acquire()
-                    tg.start_soon(_send_part, region, art, state, part, slots)
+                    tg.start_soon(_send_part, fanout, region, art, state, part, slots)
         except* (StoreFailure, RegionError) as group:
             reason = str(first_leaf(group))
             state.fail(reason)
@@ -55,7 +55,7 @@ async def region_worker(fanout: Fanout, region: RegionRun, art: ArtifactRun,
             await abort_upload(region.client, art.key, state, fanout.config.stall_timeout)
 
 
-async def _send_part(region: RegionRun, art: ArtifactRun, state: UploadState,
+async def _send_part(fanout: Fanout, region: RegionRun, art: ArtifactRun, state: UploadState,
                      part: Part, slots: anyio.Semaphore) -> None:
     """Send one part until it is acknowledged (retrying), or the region gives up."""
     region.sending.add(part)
@@ -80,6 +80,7 @@ async def _send_part(region: RegionRun, art: ArtifactRun, state: UploadState,
             state.part_acked(part.number, etag)
             region.outstanding -= 1
             region.last_progress = time.monotonic()
+            fanout.lag_changed()
             return
     finally:
         region.sending.discard(part)

@@ -26,6 +26,7 @@ from streamer.settings.values import (
     normalise_endpoint,
     parse_bool,
     parse_choice,
+    parse_duration,
     parse_float,
     parse_int,
     parse_size,
@@ -129,7 +130,16 @@ class Config:
     checksum: ChecksumMode = "md5"
     parts_in_flight: int = 4  # per region
     part_retries: int = 5  # attempts per part before the region is dropped
-    request_timeout: float = 120.0  # seconds for one S3 request
+    # Request timeouts (store/timeouts.py, docs/RELIABILITY.md): a control
+    # request (create, complete's floor, head, small puts, lists, the lock)
+    # gets request_timeout; a part (or a ranged GET) request_timeout plus its
+    # size at min_part_rate bytes per second.
+    request_timeout: float = 30.0
+    min_part_rate: int = 128 * 1024
+    # Seconds the producer may wait on one region alone (every other region
+    # idle), summed over the run, before that region is dropped and left to
+    # heal; 0: never (pipeline/lag.py, docs/RELIABILITY.md).
+    lag_limit: float = 300.0
     progress_interval: float = 5.0  # seconds between progress lines off a terminal
     website_url: str = ""
     website_name: str = ""
@@ -178,6 +188,8 @@ class Config:
             "parts_in_flight": self.parts_in_flight,
             "part_retries": self.part_retries,
             "request_timeout": self.request_timeout,
+            "min_part_rate": self.min_part_rate,
+            "lag_limit": self.lag_limit,
         }
 
 
@@ -298,6 +310,15 @@ def _parse_keep(s: Mapping[str, str]) -> dict[Periodicity, int]:
     return keep
 
 
+def _parse_min_rate(s: Mapping[str, str]) -> int:
+    """STREAMER_MIN_PART_RATE: bytes per second a part request must at least average."""
+    rate = parse_size("STREAMER_MIN_PART_RATE", s.get("STREAMER_MIN_PART_RATE", "128KiB"))
+    if rate < 1024:
+        raise ConfigError(f"STREAMER_MIN_PART_RATE={rate} bytes/s is below 1KiB",
+                          "write e.g. 128KiB (the slowest a part upload may be before it is retried)")
+    return rate
+
+
 def parse_config(s: Mapping[str, str]) -> Config:
     """Build the frozen Config from merged settings, or raise ConfigError."""
     regions = parse_regions(s)
@@ -334,7 +355,9 @@ def parse_config(s: Mapping[str, str]) -> Config:
                               ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
         parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
         part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),
-        request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "120")),
+        request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "30")),
+        min_part_rate=_parse_min_rate(s),
+        lag_limit=parse_duration("STREAMER_LAG_LIMIT", s.get("STREAMER_LAG_LIMIT", "300")),
         progress_interval=parse_float("STREAMER_PROGRESS_INTERVAL",
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),
         website_url=s.get("WEBSITE_URL", ""),

@@ -86,6 +86,10 @@ class ObjectStore(Protocol):
 
     async def probe(self, policy: RetryPolicy | None = None) -> Probe: ...
 
+    def sever(self) -> None:
+        """Abort every open connection at once (the region is being dropped): unsent
+        part bytes are discarded, so their buffers go back to the budget."""
+
     async def ensure_bucket(self) -> None:
         """Create the bucket unless it exists (idempotent)."""
 

@@ -101,6 +101,9 @@ class MemoryStore:
             if checksum(algorithm, data) != value:
                 raise self._failure(operation, 400, "BadDigest", f"{algorithm} mismatch")
 
+    def sever(self) -> None:
+        self.calls["sever"] += 1  # no connections to abort; counted for the tests
+
     # ------------------------------------------------------------ buckets
 
     async def probe(self, policy: RetryPolicy | None = None) -> Probe:

@@ -17,9 +17,8 @@ producer computed once and every region and retry reuses:
   which uses it instead of hashing the body again.  AWS verifies it;
   SeaweedFS does not.
 * ``crc32``: botocore's own flexible checksums (AWS S3 only, per region).
-
 The part hooks (store/s3_hooks.py) are registered on each client's own event
-system, never process-wide.
+system, never process-wide; ``sever`` aborts a dropped region's connections.
 """
 
 from __future__ import annotations
@@ -41,7 +40,8 @@ from streamer.settings.config import ChecksumMode, Config, Region
 from streamer.store.base import Checksums, ObjectInfo, ObjectStore, PartBody, Probe, UploadInfo
 from streamer.store.retry import RetryPolicy, retrying
 from streamer.store.s3_errors import translate
-from streamer.store.s3_hooks import install_part_hooks
+from streamer.store.s3_hooks import abort_connections, install_part_hooks
+from streamer.store.timeouts import RequestTimeouts
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ class S3Store:
     bucket: str
     client: Any = field(repr=False)
     checksum: ChecksumMode
-    request_timeout: float
+    timeouts: RequestTimeouts
     policy: RetryPolicy
 
     @property
@@ -90,10 +90,19 @@ class S3Store:
     def endpoint(self) -> str:
         return self.region.endpoint
 
-    async def _once(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """One request with a timeout; every library exception becomes a StoreFailure."""
+    @property
+    def request_timeout(self) -> float:
+        """Seconds for one control request (a data request gets more: store/timeouts.py)."""
+        return self.timeouts.control
+
+    def sever(self) -> None:
+        abort_connections(self.client)
+
+    async def _once(self, operation: str, call: Callable[[], Awaitable[T]],
+                    limit: float | None = None) -> T:
+        """One request, timed out (default: as control); library exceptions become StoreFailure."""
         try:
-            with anyio.fail_after(self.request_timeout):
+            with anyio.fail_after(limit or self.timeouts.control):
                 return await call()
         except StoreFailure:
             raise
@@ -101,9 +110,9 @@ class S3Store:
             raise translate(self.label, operation, exc) from None
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]],
-                    policy: RetryPolicy | None = None) -> T:
+                    policy: RetryPolicy | None = None, limit: float | None = None) -> T:
         """One S3 call with a timeout per request, retried by the policy."""
-        return await retrying(policy or self.policy, lambda: self._once(operation, call))
+        return await retrying(policy or self.policy, lambda: self._once(operation, call, limit))
 
     async def _pages(self, operation: str, method: Callable[..., Awaitable[Any]],
                      kwargs: dict[str, Any], markers: dict[str, str],
@@ -118,8 +127,6 @@ class S3Store:
                 return
             for param, answer in markers.items():
                 kwargs[param] = page.get(answer, "")
-
-    # ------------------------------------------------------------ buckets
 
     async def probe(self, policy: RetryPolicy | None = None) -> Probe:
         response = await self._call("ListBuckets", lambda: self.client.list_buckets(), policy)
@@ -163,7 +170,8 @@ class S3Store:
         if self.checksum == "md5" and body.md5_b64:
             kwargs["ContentMD5"] = body.md5_b64
         _with_checksums(kwargs, checksums)
-        response = await self._once("UploadPart", lambda: self.client.upload_part(**kwargs))
+        response = await self._once("UploadPart", lambda: self.client.upload_part(**kwargs),
+                                    self.timeouts.data(len(body)))
         return str(response["ETag"])
 
     async def complete_multipart(self, key: str, upload_id: str,
@@ -173,6 +181,7 @@ class S3Store:
             lambda: self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id,
                 MultipartUpload={"Parts": parts}),
+            limit=self.timeouts.complete(len(parts)),
         )
         return str(response.get("ETag", ""))
 
@@ -247,7 +256,7 @@ class S3Store:
                 raise StoreFailure(self.label, "GetObject",
                                    f"short read of {key} bytes {start}-{end}: {pos} bytes", True)
             return data
-        return await self._call("GetObject", go)
+        return await self._call("GetObject", go, limit=self.timeouts.data(expected))
 
     async def head_object(self, key: str,
                           policy: RetryPolicy | None = None) -> tuple[int, str] | None:
@@ -278,7 +287,8 @@ class S3Store:
         (A single CopyObject: sources up to 5 GiB.)"""
         try:
             await self._call("CopyObject", lambda: self.client.copy_object(
-                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}))
+                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}),
+                limit=self.timeouts.copy())
         except StoreFailure as f:
             if _missing(f):
                 return False
@@ -319,13 +329,12 @@ class S3Store:
                                    f"{first.get('Key')}: {first.get('Code')}", False)
 
 
-def client_config(checksum: ChecksumMode, request_timeout: float, pool: int) -> AioConfig:
+def client_config(checksum: ChecksumMode, timeouts: RequestTimeouts, pool: int) -> AioConfig:
     return AioConfig(
         signature_version="s3v4",
-        connect_timeout=min(10.0, request_timeout),
-        read_timeout=request_timeout,
-        # One attempt per call: streamer retries itself (store/retry.py).  botocore's
-        # "max_attempts" counts retries, so it would add one more; "total_max_attempts" does not.
+        connect_timeout=min(10.0, timeouts.control),
+        read_timeout=timeouts.socket_read(),  # each request's own timeout decides (_once)
+        # One attempt per call (streamer retries: store/retry.py); "max_attempts" counts retries.
         retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=pool,
         request_checksum_calculation="when_supported" if checksum == "crc32" else "when_required",
@@ -350,20 +359,21 @@ def shared_session() -> Any:
 @contextlib.asynccontextmanager
 async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5",
                      request_timeout: float = 30.0, policy: RetryPolicy | None = None,
-                     pool: int = 16) -> AsyncIterator[S3Store]:
-    """One region's store (``open_stores`` opens every configured region)."""
+                     pool: int = 16, min_part_rate: float = 128 * 1024) -> AsyncIterator[S3Store]:
+    """One region's store (``open_stores``: every region); timeouts: store/timeouts.py."""
+    timeouts = RequestTimeouts(request_timeout, min_part_rate)
     async with shared_session().create_client(
         "s3",
         endpoint_url=region.endpoint,
         region_name=region.location,
         aws_access_key_id=str(region.access_key),
         aws_secret_access_key=str(region.secret_key),
-        config=client_config(checksum, request_timeout, pool),
+        config=client_config(checksum, timeouts, pool),
         # Plain http has no certificate to check: skip loading the CA bundle.
         verify=False if region.endpoint.startswith("http://") else None,
     ) as client:
         install_part_hooks(client.meta.events, region, sign_parts=checksum == "sha256")
-        yield S3Store(region, bucket, client, checksum, request_timeout, policy or RetryPolicy())
+        yield S3Store(region, bucket, client, checksum, timeouts, policy or RetryPolicy())
 
 
 def run_policy(config: Config) -> RetryPolicy:
@@ -384,7 +394,7 @@ async def open_stores(config: Config, policy: RetryPolicy | None = None,
     async with contextlib.AsyncExitStack() as stack:
         stores: list[ObjectStore] = [await stack.enter_async_context(
             open_store(r, bucket or config.bucket, config.checksum, config.request_timeout,
-                       policy or run_policy(config), size))
+                       policy or run_policy(config), size, config.min_part_rate))
             for r in config.regions]
         yield stores
 

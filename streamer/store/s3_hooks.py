@@ -9,6 +9,7 @@ botocore client in the process signing and sending exactly as botocore would.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import aiohttp.payload
@@ -87,3 +88,28 @@ def install_part_hooks(events: Any, region: Region, sign_parts: bool) -> None:
     if sign_parts:
         events.register("choose-signer.s3.UploadPart", no_botocore_signature)
         events.register("before-sign.s3.UploadPart", sign)
+
+
+def abort_connections(client: Any) -> int:
+    """Abort (not close) every connection of one client, in use or idle; returns how many.
+
+    A request cancelled mid-body is closed gracefully by aiohttp, and the
+    transport keeps the unsent rest of the part -- a view of the part's own
+    buffer -- until the peer reads it: from a region that is slow or a black
+    hole, that is long or never, and the buffer's budget with it.  Aborting
+    drops the unsent bytes at once, so a dropped region gives its buffers back
+    (docs/RELIABILITY.md).  aiobotocore offers no public way to reach its
+    connections: a library that changes them makes this a no-op, not an error."""
+    sessions = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None),
+                       "_sessions", None)
+    aborted = 0
+    for session in list((sessions or {}).values()):
+        connector = getattr(session, "connector", None)
+        protocols = list(getattr(connector, "_acquired", ()))
+        for idle in list(getattr(connector, "_conns", {}).values()):
+            protocols.extend(proto for proto, _ in idle)
+        for proto in protocols:
+            with contextlib.suppress(Exception):
+                proto.abort()
+                aborted += 1
+    return aborted
