@@ -349,7 +349,7 @@ async def _restore_artifact(config: Config, located: Located, name: str, request
                 continue
             if not tally.stops or tally.stops[-1].error is not e:
                 # Every part matched its digest, so every region holds these bytes.
-                failed(" then ".join(dict.fromkeys(tally.regions)), e)
+                failed(" then ".join(dict.fromkeys(tally.regions)) or source.label, e)
                 _mark_last(report)
                 raise StreamerError(f"restore of {where} failed: {e}",
                                     "every region holds the same bytes; try another --at stamp"

@@ -76,7 +76,7 @@ class Tally:
 
     downloaded: int = 0  # every range that arrived, kept or discarded
     delivered: int = 0  # handed downstream, in order
-    regions: list[str] = field(default_factory=list)  # regions read from, in order
+    regions: list[str] = field(default_factory=list)  # regions that delivered parts, in order
     stops: list[Stop] = field(default_factory=list)
 
     def count(self, size: int) -> None:
@@ -95,11 +95,10 @@ class PartFetcher:
         self.tally = tally
         self.on_stop = on_stop
         self.slots = anyio.Semaphore(slots_for(self.plan, in_flight))
-        self.held: dict[int, list[Chunk]] = {}
+        self.held: dict[int, tuple[str, list[Chunk]]] = {}  # part -> (its region, its bytes)
         self.ready = [anyio.Event() for _ in self.plan]
         self.switching = anyio.Lock()
         self.exhausted = False
-        tally.regions.append(first.label)
 
     async def run(self, send: MemoryObjectSendStream[Chunk]) -> None:
         """Hand the parts downstream in order, each once it matched its digest."""
@@ -107,7 +106,9 @@ class PartFetcher:
             tg.start_soon(self._schedule, tg)
             for i, span in enumerate(self.plan):
                 await self.ready[i].wait()
-                chunks = self.held.pop(i)
+                region, chunks = self.held.pop(i)
+                if region not in self.tally.regions[-1:]:
+                    self.tally.regions.append(region)
                 while chunks:
                     chunk = chunks.pop(0)
                     await send.send(chunk)  # a rendezvous: returns once the consumer took it
@@ -141,7 +142,7 @@ class PartFetcher:
             if failure is not None:
                 await self._give_up(source, failure)
             elif chunks is not None and not scope.cancelled_caught:
-                self.held[i] = chunks
+                self.held[i] = (source.label, chunks)
                 self.ready[i].set()
                 return
             # else: the region was given up while this part was in flight: refetch
@@ -185,7 +186,6 @@ class PartFetcher:
                     self.exhausted = True
                     raise error
                 self.current = following
-                self.tally.regions.append(following.label)
 
 
 async def stream_parts(first: Source, next_source: NextSource, parts: PartDigests,
