@@ -1,10 +1,14 @@
 """``streamer backup``: lock, clean up, back up, apply retention, unlock.
 
-The lock (housekeeping/lock.py) is taken before anything is uploaded: a run
-that finds it held exits 4.  Holding it, the run aborts what killed runs of
-this series left (housekeeping/cleanup.py), dumps and uploads (pipeline/run.py),
-and after a commit applies retention (housekeeping/retention.py) in every
-region, where the layout keeps more than one run.
+The bucket check comes first: a region that fails it (down, refusing, or a
+black hole for the stall timeout) takes no further part in this run, so a dead
+region costs the run one stall timeout at most, not one per phase
+(docs/RELIABILITY.md).  The lock (housekeeping/lock.py) is taken before
+anything is uploaded: a run that finds it held exits 4.  Holding it, the run
+aborts what killed runs of this series left (housekeeping/cleanup.py), dumps
+and uploads (pipeline/run.py), and after a commit applies retention
+(housekeeping/retention.py) in the regions that committed, where the layout
+keeps more than one run.
 """
 
 from __future__ import annotations
@@ -17,19 +21,23 @@ from typing import Any
 import anyio
 
 from streamer import model
-from streamer.commands.common import PruneResult, SeriesCleanup, clean_series, ensure_buckets, prune_all
+from streamer.commands.common import PruneResult, SeriesCleanup, clean_series, prune_all
+from streamer.commands.heal import HealRequest, HealResult, heal_clients
 from streamer.db import prepare_dump
-from streamer.errors import EXIT_FAILED, StreamerError
+from streamer.errors import EXIT_FAILED, EXIT_PARTIAL, StreamerError
 from streamer.housekeeping.lease import Holder, new_holder
 from streamer.housekeeping.lock import BackupLock, hold_lock
+from streamer.layout.base import Layout
 from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Series
 from streamer.pipeline.budget import check_budget_fits
-from streamer.pipeline.run import run_backup
+from streamer.pipeline.fanout import RegionRun
+from streamer.pipeline.run import preflight_regions, require_quorum, run_backup
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
 from streamer.settings.ops import OpsConfig
+from streamer.store.base import ObjectStore
 from streamer.store.s3 import open_stores
 
 
@@ -54,6 +62,7 @@ class BackupOutcome:
     taken_over: list[Holder] = field(default_factory=list)
     cleanup: SeriesCleanup | None = None
     retention: PruneResult | None = None
+    heal: HealResult | None = None  # the runs of this series given to regions that lacked them
     error: StreamerError | None = None
 
     @property
@@ -78,16 +87,20 @@ async def backup(request: BackupRequest) -> BackupOutcome:
         # One store per region for the whole run: the lock, cleanup, the
         # upload and retention share its connections (each call says how
         # quickly it gives up on a dead region: LOCK_POLICY, CATALOG_READS).
-        async with open_stores(config, bucket=bucket) as clients:
-            await ensure_buckets(clients, config.stall_timeout)
+        async with open_stores(config, bucket=bucket) as all_clients:
+            regions = await preflight_regions(all_clients, config.stall_timeout)
+            require_quorum(regions, config.effective_quorum)
+            clients = _drop(regions, {}, config.effective_quorum)
             lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,
                               new_holder(model.stamp(started), request.ops.lock_lease, started))
             async with hold_lock(lock):
                 outcome.taken_over = list(lock.taken_over)
+                clients = _drop(regions, lock.unanswered, config.effective_quorum)
                 outcome.cleanup = await clean_series(clients, layout, series,
                                                      request.ops.cleanup_horizon,
                                                      SeriesCleanup(series),
                                                      config.stall_timeout)
+                clients = _drop(regions, outcome.cleanup.stalled, config.effective_quorum)
                 async with contextlib.AsyncExitStack() as stack:
                     extra: list[tuple[ProcessSource, dict[str, Any]]] = []
                     if config.database.engine != "none":
@@ -96,14 +109,57 @@ async def backup(request: BackupRequest) -> BackupOutcome:
                     result = outcome.result = await run_backup(
                         config, series.periodicity, series.build, extra_sources=extra,
                         observer=request.observer, now=started, layout=layout,
-                        clients=clients)
+                        regions=regions)
+                if result.exit_code != EXIT_FAILED:
+                    outcome.heal = await _heal_after(request, layout, clients, result)
                 if result.exit_code != EXIT_FAILED and layout.no_retention is None:
+                    # Only where this run committed: elsewhere the older runs
+                    # may be all that region has (it is healed first).
+                    committed = {r.index for r in result.committed}
                     with anyio.CancelScope(shield=True):
-                        retention = outcome.retention = await prune_all(config, layout, clients,
-                                                                        [series])
+                        retention = outcome.retention = await prune_all(
+                            config, layout, [c for c in clients if c.index in committed],
+                            [series])
                     if retention.errors:
                         result.warnings.append("retention incomplete (see above); "
                                                "`streamer prune` retries it")
     except StreamerError as e:
         outcome.error = e
     return outcome
+
+
+async def _heal_after(request: BackupRequest, layout: Layout, clients: list[ObjectStore],
+                      result: BackupResult) -> HealResult | None:
+    """After the run's own commit: record where it is missing, then give the
+    regions that just committed the newest runs of the series they lack
+    (copied from a region holding them), for at most STREAMER_HEAL_LIMIT.
+    Whatever heal does, the backup's exit code is its own run's."""
+    if result.exit_code == EXIT_PARTIAL:
+        result.warnings.extend(
+            f"region {r.index} lacks this run; `streamer heal` or the next backup copies it there"
+            for r in result.regions if r.status != "committed")
+    limit = request.ops.heal_limit
+    if limit <= 0 or layout.no_heal is not None:
+        return None
+    targets = frozenset(r.index for r in result.committed)
+    try:
+        healed = await heal_clients(request.config, layout, clients, [request.series],
+                                    HealRequest(check_etags=False, targets=targets, limit=limit))
+    except StreamerError as e:
+        result.warnings.append(f"heal: {e}")
+        return None
+    if healed.remaining:
+        result.warnings.append("heal incomplete (see above); `streamer heal` retries it")
+    return healed
+
+
+def _drop(regions: list[RegionRun], failed: dict[int, str], quorum: int) -> list[ObjectStore]:
+    """Mark the regions that failed a step before the upload as failed, so no
+    later phase waits on them again (docs/RELIABILITY.md, the bound on a run);
+    the stores of the regions still in the run (BackupFailed below the quorum)."""
+    for region in regions:
+        if region.alive and region.index in failed:
+            region.alive = False
+            region.failure = failed[region.index]
+    require_quorum(regions, quorum)
+    return [r.client for r in regions if r.alive]

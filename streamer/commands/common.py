@@ -7,7 +7,6 @@ returns what happened (per region), never prints: render.py turns it into lines.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +31,7 @@ class SeriesCleanup:
     horizon: float = 0.0  # seconds; what was cleaned without the lock
     reports: list[CleanupReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    stalled: dict[int, str] = field(default_factory=dict)  # region index -> why (stall timeout)
 
 
 async def clean_series(clients: list[ObjectStore], layout: Layout, series: Series,
@@ -52,7 +52,9 @@ async def clean_series(clients: list[ObjectStore], layout: Layout, series: Serie
             cleanup.problems.append(str(e))
             return
         except TimeoutError:
-            cleanup.problems.append(f"{client.label}: no progress for {bound:.0f} s (stall timeout)")
+            reason = f"{client.label}: cleanup: no progress for {bound:.0f} s (stall timeout)"
+            cleanup.problems.append(reason)
+            cleanup.stalled[client.index] = reason
             return
         cleanup.problems.extend(r.errors)
         cleanup.reports.append(r)
@@ -106,16 +108,3 @@ async def prune_all(config: Config, layout: Layout, clients: list[ObjectStore],
                 tg.start_soon(one, client, s)
     result.pruned.sort(key=lambda p: (p.series.build, p.series.periodicity.value, p.report.region))
     return result
-
-
-async def ensure_buckets(clients: list[ObjectStore], bound: float | None = None) -> None:
-    """Create the bucket where missing, so the lock can be written (errors: later);
-    a region gets at most ``bound`` seconds (default: its request timeout)."""
-    async def one(client: ObjectStore) -> None:
-        limit = client.request_timeout if bound is None else min(bound, client.request_timeout)
-        with contextlib.suppress(StoreFailure), anyio.move_on_after(limit):
-            await client.ensure_bucket()
-
-    async with anyio.create_task_group() as tg:
-        for client in clients:
-            tg.start_soon(one, client)

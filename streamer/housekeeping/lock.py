@@ -83,6 +83,7 @@ class BackupLock:
     etags: dict[int, str] = field(default_factory=dict)  # region index -> our copy's ETag
     confirmed_until: dict[int, datetime] = field(default_factory=dict)
     taken_over: list[Holder] = field(default_factory=list)
+    unanswered: dict[int, str] = field(default_factory=dict)  # region index -> why, when acquired
     lost: str | None = None
 
     @property
@@ -99,6 +100,8 @@ class BackupLock:
             outcome = tally(claims, len(self.clients))
             if outcome is Outcome.ACQUIRED:
                 for c in claims:
+                    if c.state is ClaimState.UNREACHABLE:
+                        self.unanswered[c.index] = c.error or "no answer"
                     if c.state is ClaimState.ACQUIRED:
                         self.etags[c.index] = c.etag
                         self.confirmed_until[c.index] = self.holder.expires

@@ -65,17 +65,30 @@ async def preflight_regions(clients: list[ObjectStore],
     return runs
 
 
+def require_quorum(regions: list[RegionRun], quorum: int) -> None:
+    """BackupFailed unless at least ``quorum`` regions passed the bucket check."""
+    live = [r for r in regions if r.alive]
+    if len(live) < quorum:
+        failures = "; ".join(r.failure or "" for r in regions if not r.alive)
+        raise BackupFailed(f"only {len(live)} of {len(regions)} regions reachable, "
+                           f"quorum is {quorum}: {failures}",
+                           "nothing was uploaded; fix the region or lower STREAMER_QUORUM")
+
+
 async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                      extra_sources: list[tuple[ProcessSource, dict[str, Any]]] | None = None,
                      now: datetime | None = None, observer: Observer | None = None,
                      layout: Layout | None = None,
-                     clients: list[ObjectStore] | None = None) -> BackupResult:
+                     clients: list[ObjectStore] | None = None,
+                     regions: list[RegionRun] | None = None) -> BackupResult:
     """Back up the webroot (and ``extra_sources``, e.g. the database dump).
 
     ``layout`` (default: the configured one) says the codec and the objects'
     names, and acts in each region just before its uploads are completed (the
     ADT layout keeps the previous copies there); ``clients`` are the run's
-    stores, one per region, in the layout's bucket (default: opened here)."""
+    stores, one per region, in the layout's bucket (default: opened here);
+    ``regions``, if given, are those stores already through the bucket check
+    (``preflight_regions``): a region that failed it is not tried again."""
     layout = layout or layout_for(config)
     started = now or datetime.now(UTC)
     run_stamp = model.stamp(started)
@@ -94,16 +107,12 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
                           budget_limit=config.memory_budget)
     async with contextlib.AsyncExitStack() as stack:
-        if clients is None:
-            clients = await stack.enter_async_context(
-                open_stores(config, bucket=layout.bucket(periodicity)))
-        regions = await preflight_regions(clients, config.stall_timeout)
-        live = [r for r in regions if r.alive]
-        if len(live) < config.effective_quorum:
-            failures = "; ".join(r.failure or "" for r in regions if not r.alive)
-            raise BackupFailed(f"only {len(live)} of {len(regions)} regions reachable, "
-                               f"quorum is {config.effective_quorum}: {failures}",
-                               "nothing was uploaded; fix the region or lower STREAMER_QUORUM")
+        if regions is None:
+            if clients is None:
+                clients = await stack.enter_async_context(
+                    open_stores(config, bucket=layout.bucket(periodicity)))
+            regions = await preflight_regions(clients, config.stall_timeout)
+        require_quorum(regions, config.effective_quorum)
         fanout, failure = await _stream_all(config, run_codec, regions, artifacts, observer)
         result.warnings.extend(a.warning for a in artifacts if a.warning)
         committed: list[RegionRun] = []
