@@ -1,16 +1,28 @@
 """The manifest: the commit marker of a run, written last in each region (pure).
 
 Secrets never go in it: it records what was stored and how, not where from.
+An encrypted run's manifest keeps in the clear only what list, verify and
+heal need (keys, sizes, digests of the stored -- encrypted -- bytes, the
+recipients' public keys); what reveals the data's content (file and table
+names, row counts, excludes, the webroot's path, the warnings) is moved into
+``encryption.sealed``, an age file (base64) for the same recipients
+(docs/ARCHITECTURE.md, "Encryption").
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamer.age import SCHEME
+from streamer.age.keys import Identity, Recipient
+from streamer.age.stream import seal, unseal
+
 FORMAT_VERSION = 1
+CONTENT_KEYS = ("webroot", "database", "warnings")  # sealed in an encrypted run's manifest
 PART_DIGESTS = ("md5", "sha256")  # algorithms a manifest's per-part digests may use
 
 
@@ -68,6 +80,7 @@ class ArtifactRecord:
     part_count: int
     source_bytes: int  # bytes of the uncompressed stream
     parts: PartDigests | None = None
+    encryption: str = ""  # "age": the stored bytes are an age file of the compressed stream
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -82,6 +95,8 @@ class ArtifactRecord:
         }
         if self.parts is not None:
             out["parts"] = self.parts.to_json()
+        if self.encryption:
+            out["encryption"] = self.encryption
         return out
 
 
@@ -104,6 +119,26 @@ def build_manifest(*, build: str, periodicity: str, stamp: str, started: str, en
         "database": dict(database) if database is not None else None,
         "warnings": list(warnings),
     }
+
+
+def seal_content(manifest: Mapping[str, Any], recipients: Sequence[Recipient]) -> dict[str, Any]:
+    """The manifest with its content section age-encrypted to ``recipients``."""
+    content = {k: manifest[k] for k in CONTENT_KEYS}
+    out = {k: v for k, v in manifest.items() if k not in CONTENT_KEYS}
+    sealed = seal(json.dumps(content, sort_keys=True).encode(), recipients)
+    out["encryption"] = {"scheme": SCHEME, "recipients": [str(r) for r in recipients],
+                         "sealed": base64.b64encode(sealed).decode()}
+    return out
+
+
+def unseal_content(manifest: Mapping[str, Any], identities: Sequence[Identity]) -> dict[str, Any]:
+    """The manifest with its sealed content section opened (raises what
+    ``age.stream.unseal`` raises: HeaderError, NoMatchingIdentity, PayloadError)."""
+    section = manifest.get("encryption")
+    if not section:
+        return dict(manifest)
+    content = json.loads(unseal(base64.b64decode(section["sealed"]), identities))
+    return {**{k: v for k, v in manifest.items() if k != "encryption"}, **content}
 
 
 def encode(manifest: Mapping[str, Any]) -> bytes:

@@ -68,6 +68,7 @@ def exit_text(code: int) -> str:
 STREAMER_SECRETS = frozenset({
     "S3_SECRET_KEY", "S3_ACCESS_KEY", "DB_PASSWORD", "AWS_SECRET_ACCESS_KEY",
     "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN",
+    "STREAMER_AGE_IDENTITY",  # where the key to every backup lies: no child needs to know
 })
 SECRET_ENV = STREAMER_SECRETS | {"PGPASSWORD", "MYSQL_PWD"}
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from streamer import model
+from streamer.age import AGE_SUFFIX, SCHEME
 from streamer.errors import IntegrityError, StoreFailure
 from streamer.manifest import PartDigests, parse_part_digests
 from streamer.model import Periodicity, Series
@@ -37,7 +38,9 @@ _ARTIFACT_BASES = {"webroot.tar": "webroot", "database.sql": "database"}
 
 
 def artifact_of(filename: str) -> str | None:
-    """``webroot.tar.zst`` -> ``webroot``; None for the manifest and anything else."""
+    """``webroot.tar.zst`` (or ``.zst.age``, encrypted) -> ``webroot``; None for
+    the manifest and anything else."""
+    filename = filename.removesuffix(AGE_SUFFIX)
     for suffix in (".zst", ".gz", ""):
         if suffix and not filename.endswith(suffix):
             continue
@@ -137,6 +140,7 @@ class StoredArtifact:
     sha256: str
     compression: str
     parts: PartDigests | None = None  # None: an older manifest, checked end to end only
+    encryption: str = ""  # "age": stored as an age file (the digests are of the ciphertext)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,11 @@ class StoredManifest:
     artifacts: Mapping[str, StoredArtifact]
     raw: Mapping[str, Any]
     key_suffix: str = ""  # ADT: the previous run's objects are "<key>.BACKUP"
+    recipients: tuple[str, ...] = ()  # an encrypted run's age public keys
+
+    @property
+    def encrypted(self) -> bool:
+        return any(a.encryption for a in self.artifacts.values())
 
     def key_of(self, artifact: StoredArtifact) -> str:
         return artifact.key + self.key_suffix
@@ -168,11 +177,16 @@ def parse_manifest(data: bytes, where: str, key_suffix: str = "") -> StoredManif
             if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
                 raise ValueError(f"artifact {name}: bad sha256")
             size = int(a["stored_size"])
+            encryption = str(a.get("encryption", ""))
+            if encryption not in ("", SCHEME):
+                raise ValueError(f"artifact {name}: unknown encryption {encryption!r}")
             artifacts[str(name)] = StoredArtifact(str(name), str(a["key"]), size, sha,
                                                   str(a.get("compression", "none")),
-                                                  parse_part_digests(a.get("parts"), size))
+                                                  parse_part_digests(a.get("parts"), size),
+                                                  encryption)
+        recipients = tuple(str(r) for r in (value.get("encryption") or {}).get("recipients", ()))
         return StoredManifest(str(value["build_identifier"]), str(value["periodicity"]),
-                              str(value["stamp"]), artifacts, value, key_suffix)
+                              str(value["stamp"]), artifacts, value, key_suffix, recipients)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise IntegrityError(f"{where}: manifest unreadable: {e}",
                              "the run is damaged; restore another --at stamp") from None

@@ -16,7 +16,9 @@ import sys
 import weakref
 from collections.abc import Callable, Iterable
 
-from streamer.codec import Compression, CountingSource, compressing_reader
+from streamer.age.keys import Recipient
+from streamer.age.stream import EncryptingReader
+from streamer.codec import Compression, CountingSource, Reader, compressing_reader
 from streamer.settings.config import ChecksumMode
 from streamer.store.base import PartBody
 
@@ -102,11 +104,17 @@ class Part:
 
 
 class ChunkFiller:
-    """Reads a source to EOF, yielding compressed parts of given sizes."""
+    """Reads a source to EOF, yielding compressed (and, given ``recipients``,
+    age-encrypted) parts of given sizes: encryption comes after compression,
+    once per byte, and every region is sent the same ciphertext
+    (docs/ARCHITECTURE.md, "Encryption")."""
 
-    def __init__(self, fd: int, kind: Compression, level: int, threads: int = 0) -> None:
+    def __init__(self, fd: int, kind: Compression, level: int, threads: int = 0,
+                 recipients: tuple[Recipient, ...] = ()) -> None:
         self.source = CountingSource(fd)
-        self.reader = compressing_reader(self.source, kind, level, threads)
+        self.reader: Reader = compressing_reader(self.source, kind, level, threads)
+        if recipients:
+            self.reader = EncryptingReader(self.reader, recipients)
         self.sha256 = hashlib.sha256()
         self.stored_bytes = 0
         self.exhausted = False
@@ -116,9 +124,10 @@ class ChunkFiller:
         return self.source.count
 
     def fill(self, body: PartBody) -> int:
-        """Fill ``body`` with the next compressed bytes; returns how many.  Only
+        """Fill ``body`` with the next stored bytes; returns how many.  Only
         the last part is short; then ``exhausted`` is set.  Runs in a worker
-        thread: every call here releases the GIL."""
+        thread: every call here releases the GIL (ChaCha20-Poly1305 holds it
+        for one 64 KiB chunk at a time)."""
         view = memoryview(body)
         pos = 0
         try:

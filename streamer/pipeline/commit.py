@@ -22,10 +22,11 @@ from typing import Any
 import anyio
 
 from streamer import __version__
+from streamer.age import SCHEME
 from streamer.codec import Codec
 from streamer.errors import StoreFailure
 from streamer.layout.base import Placement
-from streamer.manifest import ArtifactRecord, build_manifest, encode
+from streamer.manifest import ArtifactRecord, build_manifest, encode, seal_content
 from streamer.model import BackupResult
 from streamer.pipeline.consume import abort_upload
 from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun, recorded_parts
@@ -108,16 +109,19 @@ async def _complete(region: RegionRun, artifacts: list[ArtifactRun], fanout: Fan
 
 def _manifest(config: Config, codec: Codec, result: BackupResult, artifacts: list[ArtifactRun],
               excludes: tuple[str, ...], database_meta: dict[str, Any] | None) -> dict[str, Any]:
-    return build_manifest(
+    recipients = config.encryption.recipients
+    scheme = SCHEME if recipients else ""
+    manifest = build_manifest(
         build=result.build, periodicity=result.periodicity, stamp=result.stamp,
         started=_iso(result.started), ended=_iso(result.ended), host=socket.gethostname(),
         version=__version__,
         artifacts=[ArtifactRecord(a.name, a.key, a.stored_bytes, a.sha256, codec.compression,
                                   codec.level, a.max_part_size, a.parts,
-                                  a.source_bytes, recorded_parts(a)) for a in artifacts],
+                                  a.source_bytes, recorded_parts(a), scheme) for a in artifacts],
         webroot={"files": artifacts[0].listed_members, "bytes": artifacts[0].source_bytes,
                  "excludes": list(excludes), "path": str(config.webroot)},
         database=database_meta, warnings=result.warnings)
+    return seal_content(manifest, recipients) if recipients else manifest
 
 
 def _iso(when: datetime) -> str:

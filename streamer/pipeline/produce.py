@@ -45,7 +45,8 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
     assert child.proc.stdout is not None
     _grow_pipe(child.proc.stdout.fileno())
     filler = ChunkFiller(child.proc.stdout.fileno(), fanout.codec.compression,
-                         fanout.codec.level, art.compress_threads)
+                         fanout.codec.level, art.compress_threads,
+                         fanout.config.encryption.recipients)
     art.filler = filler
     child.start_tail()
     counter = [0]

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 
 from streamer import codec, model
+from streamer.age import AGE_CONTENT_TYPE, AGE_SUFFIX
 from streamer.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -93,16 +94,20 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     started = now or datetime.now(UTC)
     run_stamp = model.stamp(started)
     run_codec = layout.codec
+    encrypted = config.encryption.enabled
     placement = layout.placement(Series(build, periodicity), run_stamp,
-                                 codec.extension(run_codec.compression))
+                                 codec.extension(run_codec.compression) + (AGE_SUFFIX if encrypted else ""))
+
+    def content_type(name: str) -> str:
+        return AGE_CONTENT_TYPE if encrypted else codec.content_type(run_codec.compression, name)
+
     webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
     artifacts = [ArtifactRun("webroot", placement.key("webroot"), webroot_src,
-                             content_type=codec.content_type(run_codec.compression, "webroot"))]
+                             content_type=content_type("webroot"))]
     database_meta: dict[str, Any] | None = None
     for source, meta in extra_sources or []:
         artifacts.append(ArtifactRun(source.name, placement.key(source.name), source,
-                                     content_type=codec.content_type(run_codec.compression,
-                                                                     source.name)))
+                                     content_type=content_type(source.name)))
         database_meta = meta
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
                           budget_limit=config.memory_budget)

@@ -39,7 +39,8 @@ from typing import IO, Protocol, TypeVar
 
 import anyio
 
-from streamer.codec import DECOMPRESS_ERRORS, decompressed
+from streamer.age.keys import Identity, load_identities
+from streamer.codec import DECOMPRESS_ERRORS
 from streamer.db import restore_client
 from streamer.errors import ConfigError, IntegrityError, StreamerError
 from streamer.layout.base import Layout
@@ -58,6 +59,7 @@ from streamer.readback.extract import (
     remove_tree,
     same_owner_default,
 )
+from streamer.readback.plaintext import Decoding, require_identity
 from streamer.readback.resume import REGION_FAILURES, Source, Stop, Tally, stream_parts
 from streamer.readback.sources import (
     Download,
@@ -146,7 +148,7 @@ def prepare_target(target: Path, force: bool) -> bool:
 # ---------------------------------------------------------------- webroot
 
 
-async def restore_tree(read: Read, compression: str, target: Path,
+async def restore_tree(read: Read, decoding: Decoding, target: Path,
                        same_owner: bool) -> ExtractStats:
     """Extract into a temporary directory inside ``target``; move into place once verified.
 
@@ -156,7 +158,8 @@ async def restore_tree(read: Read, compression: str, target: Path,
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=target))
     try:
         def consume(reader: HashingReader) -> ExtractStats:
-            return extract_tar(decompressed(reader, compression), temp, same_owner)
+            return extract_tar(decoding.plaintext(reader, f"{reader.where}: {reader.ref.key}"),
+                               temp, same_owner)
 
         stats = await read(consume)
         # The stream's SHA-256 matched the manifest (HashingReader.finish): make it real.
@@ -177,10 +180,10 @@ def _remove_if_exists(path: Path) -> None:
 # ---------------------------------------------------------------- database
 
 
-def _feed(reader: HashingReader, compression: str, stdin: IO[bytes]) -> None:
+def _feed(reader: HashingReader, decoding: Decoding, stdin: IO[bytes]) -> None:
     """Decompressed SQL into the client; the hash is checked before its input ends."""
     try:
-        source = decompressed(reader, compression)
+        source = decoding.plaintext(reader, f"{reader.where}: {reader.ref.key}")
         while True:
             block = source.read(BLOCK)
             if not block:
@@ -196,7 +199,7 @@ def _feed(reader: HashingReader, compression: str, stdin: IO[bytes]) -> None:
     stdin.close()
 
 
-async def restore_database(read: Read, compression: str, db: DatabaseConfig) -> None:
+async def restore_database(read: Read, decoding: Decoding, db: DatabaseConfig) -> None:
     if db.engine in ("maria", "mysql"):
         await read(lambda reader: None)
     with restore_client(db) as source:
@@ -211,7 +214,7 @@ async def restore_database(read: Read, compression: str, db: DatabaseConfig) -> 
         stdin = child.proc.stdin
         error: Exception | None = None
         try:
-            await child.supervise(read(lambda reader: _feed(reader, compression, stdin)))
+            await child.supervise(read(lambda reader: _feed(reader, decoding, stdin)))
         except REGION_FAILURES:
             raise  # a damaged copy or no region left: the client was killed before its input ended
         except Exception as e:
@@ -284,18 +287,20 @@ async def restore_run(config: Config, clients: list[ObjectStore], layout: Layout
     if request.database and config.database.engine == "none":
         raise ConfigError("--database needs the target database",
                           "set DATABASE_INSTALLATION_TYPE and DB_* to the (empty) database to restore into")
+    identity = config.encryption.identity
+    identities = await anyio.to_thread.run_sync(load_identities, identity) if identity else None
     candidates = choose_regions(clients, request.region)
     located = await locate(candidates, lambda c: layout.runs(c, request.series), at, what)
     report = RestoreReport(what, located.stamp, list(located.unreachable))
     try:
-        await _restore_all(config, located, wanted, request, report)
+        await _restore_all(config, located, wanted, request, report, identities)
     except StreamerError as e:
         report.error = e
     return report
 
 
 async def _restore_all(config: Config, located: Located, wanted: list[str], request: RestoreRequest,
-                       report: RestoreReport) -> None:
+                       report: RestoreReport, identities: tuple[Identity, ...] | None) -> None:
     created = False
     if request.webroot is not None:
         created = prepare_target(request.webroot, request.force)
@@ -303,7 +308,8 @@ async def _restore_all(config: Config, located: Located, wanted: list[str], requ
     same_owner = same_owner_default()
     try:
         for name in wanted:
-            await _restore_artifact(config, located, name, request, dl, same_owner, report)
+            await _restore_artifact(config, located, name, request, dl, same_owner, report,
+                                    identities)
     except BaseException:
         if created and request.webroot is not None:
             with contextlib.suppress(OSError):
@@ -311,18 +317,19 @@ async def _restore_all(config: Config, located: Located, wanted: list[str], requ
         raise
 
 
-async def _deliver(config: Config, name: str, request: RestoreRequest, compression: str,
+async def _deliver(config: Config, name: str, request: RestoreRequest, decoding: Decoding,
                    read: Read, same_owner: bool) -> tuple[str, ExtractStats | None]:
     if name == "webroot":
         assert request.webroot is not None
-        return str(request.webroot), await restore_tree(read, compression, request.webroot,
+        return str(request.webroot), await restore_tree(read, decoding, request.webroot,
                                                         same_owner)
-    await restore_database(read, compression, config.database)
+    await restore_database(read, decoding, config.database)
     return config.database.name, None
 
 
 async def _restore_artifact(config: Config, located: Located, name: str, request: RestoreRequest,
-                            dl: Download, same_owner: bool, report: RestoreReport) -> None:
+                            dl: Download, same_owner: bool, report: RestoreReport,
+                            identities: tuple[Identity, ...] | None) -> None:
     """Long: the two ways to read (resuming, or one region after another from
     byte zero for a manifest without per-part digests) share the reporting."""
     failures: list[str] = []
@@ -337,11 +344,13 @@ async def _restore_artifact(config: Config, located: Located, name: str, request
     while source is not None:
         art, tally = holders.artifact, Tally()
         assert art is not None
+        decoding = Decoding(art.compression, require_identity(
+            where, holders.recipients, identities) if art.encryption else None)
         read: Read = OneRegion(source, dl, tally) if art.parts is None else Resuming(
             source, holders, art.parts, dl, tally, lambda s: failed(s.region, s.error, s.at))
         started = time.monotonic()
         try:
-            into, stats = await _deliver(config, name, request, art.compression, read, same_owner)
+            into, stats = await _deliver(config, name, request, decoding, read, same_owner)
         except REGION_FAILURES as e:
             if art.parts is None:  # start again from byte zero in the next region
                 failed(source.label, e)

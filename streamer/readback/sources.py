@@ -129,6 +129,7 @@ class Holders:
         self._on_fail = on_fail
         self.first: StoredArtifact | None = None  # the first copy opened
         self.artifact: StoredArtifact | None = None  # the last copy opened
+        self.recipients: tuple[str, ...] = ()  # its manifest's age recipients (encrypted runs)
 
     async def next(self) -> Source | None:
         while self._queue:
@@ -152,4 +153,5 @@ class Holders:
         ref = await object_ref(client, manifest, art)
         self.first = first or art
         self.artifact = art
+        self.recipients = manifest.recipients
         return Source(client, ref)

@@ -21,6 +21,7 @@ from streamer import codec
 from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
+from streamer.settings.encryption import Encryption, parse_encryption
 from streamer.settings.values import (
     MiB,
     normalise_endpoint,
@@ -143,6 +144,8 @@ class Config:
     progress_interval: float = 5.0  # seconds between progress lines off a terminal
     website_url: str = ""
     website_name: str = ""
+    # age encryption of every artifact (settings/encryption.py, README "Encryption").
+    encryption: Encryption = field(default_factory=Encryption)
 
     @property
     def effective_quorum(self) -> int:
@@ -190,6 +193,7 @@ class Config:
             "request_timeout": self.request_timeout,
             "min_part_rate": self.min_part_rate,
             "lag_limit": self.lag_limit,
+            **self.encryption.describe(),
         }
 
 
@@ -333,6 +337,7 @@ def parse_config(s: Mapping[str, str]) -> Config:
     budget, threads = _parse_memory(s)
     keep = _parse_keep(s)
     excludes = parse_excludes([s.get("EXCLUDE_FROM_BACKUP", ""), s.get("DIRECTORIES_TO_MOUNT", "")])
+    layout = parse_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"), ("streamer", "adt"))
 
     return Config(
         regions=regions,
@@ -349,8 +354,7 @@ def parse_config(s: Mapping[str, str]) -> Config:
         quorum=quorum,
         keep=keep,
         stall_timeout=parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300")),
-        layout=parse_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"),
-                            ("streamer", "adt")),  # type: ignore[arg-type]
+        layout=layout,  # type: ignore[arg-type]
         checksum=parse_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
                               ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
         parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
@@ -362,4 +366,5 @@ def parse_config(s: Mapping[str, str]) -> Config:
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),
         website_url=s.get("WEBSITE_URL", ""),
         website_name=s.get("WEBSITE_NAME", ""),
+        encryption=parse_encryption(s, layout),
     )
