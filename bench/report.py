@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-MAIN = ["streamer", "adt", "aws", "s5cmd", "rclone", "producer"]
+MAIN = ["streamer", "streamer-age", "adt", "aws", "s5cmd", "rclone", "producer"]
 PEERS = ["adt", "aws", "s5cmd", "rclone"]
 MiB = 1 << 20
 
@@ -193,7 +193,7 @@ def render_md(doc: dict[str, Any]) -> str:
               f"{base / MiB:.0f} MiB.")
         w("")
 
-    w("## Goals of issue 5\n")
+    w("## Goals of issues 5 and 11\n")
     w("| goal | measured | verdict |")
     w("|---|---|---|")
     for goal, measured, verdict in goals(doc, G, sink):
@@ -254,6 +254,16 @@ def render_md(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _encryption_goal(enc: Group | None, plain: Group | None) -> tuple[str, str, str]:
+    """Encryption is done once, whatever the number of regions (issue 11)."""
+    goal = "age encryption at 3 regions adds ≤ 0.4 CPU-s per GB"
+    if enc is None or plain is None:
+        return goal, "-", "n/a"
+    extra = enc.cpu_gb.med - plain.cpu_gb.med
+    return (goal, f"{enc.cpu_gb.med:.2f} - {plain.cpu_gb.med:.2f} s/GB = {extra:+.2f} s/GB",
+            "PASS" if extra <= 0.4 else "FAIL")
+
+
 def goals(doc: dict[str, Any], G: dict[tuple[str, str], Group], sink: str
           ) -> list[tuple[str, str, str]]:
     res: list[tuple[str, str, str]] = []
@@ -287,6 +297,7 @@ def goals(doc: dict[str, Any], G: dict[tuple[str, str], Group], sink: str
                     "PASS" if r <= 1.3 else "FAIL"))
     else:
         res.append(("CPU per GB at 3 regions ≤ 1.3x that at 1 region", "-", "n/a"))
+    res.append(_encryption_goal(get("streamer-age", sink), s))
     four = get("streamer@4x", sink)
     budget = parse_budget(doc["meta"].get("budget", "256MiB"))
     base = doc["meta"].get("streamer_baseline_rss") or 0

@@ -2,7 +2,7 @@
 """Benchmark streamer against the tools operators use today (issue 5).
 
     bench/run.py --quick | --full  [--size 200MiB] [--reps N] [--targets seaweedfs,nullsink]
-                 [--contenders streamer,adt,aws,s5cmd,rclone,producer] [--no-extras]
+                 [--contenders streamer,streamer-age,adt,aws,s5cmd,rclone,producer] [--no-extras]
 
 Normally started by `scripts/bench`, which installs the peers and brings up the
 SeaweedFS regions (scripts/regions) and the null sink (bench/nullsink.py) first;
@@ -98,9 +98,10 @@ def _s5cmd_binary() -> str:
 
 S5CMD = _s5cmd_binary()
 
-CONTENDERS = ["streamer", "adt", "aws", "s5cmd", "rclone", "producer"]
+CONTENDERS = ["streamer", "streamer-age", "adt", "aws", "s5cmd", "rclone", "producer"]
 LABELS = {
     "streamer": "streamer",
+    "streamer-age": "streamer, age-encrypted",
     "adt": "ADT: tar czf + s3cmd put x3",
     "aws": "tar|zstd|tee -> 3x aws s3 cp -",
     "s5cmd": "tar|zstd|tee -> 3x s5cmd pipe",
@@ -669,9 +670,17 @@ def streamer_env(t: Target, tree: Path, budget: str) -> dict[str, str]:
     return env
 
 
-def build_streamer(t: Target, tree: Path, build_id: str, budget: str) -> list[Stage]:
-    return [Stage(specs=[ProcSpec("streamer", [STREAMER, "MANUAL", build_id],
-                                  streamer_env(t, tree, budget))])]
+# The example public key of the age specification (its private key is public
+# too): the bench's generated data needs no secrecy, only the work of encrypting.
+BENCH_AGE_RECIPIENT = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj"
+
+
+def build_streamer(t: Target, tree: Path, build_id: str, budget: str,
+                   encrypt: bool = False) -> list[Stage]:
+    env = streamer_env(t, tree, budget)
+    if encrypt:
+        env["STREAMER_AGE_RECIPIENTS"] = BENCH_AGE_RECIPIENT
+    return [Stage(specs=[ProcSpec("streamer", [STREAMER, "MANUAL", build_id], env)])]
 
 
 # ---------------------------------------------------------------------------
@@ -740,9 +749,10 @@ class Bench:
             assert t
             stages = build_tee(contender, t, tree_path, key)
             expected = tree.zstd_bytes
-        elif contender == "streamer":
+        elif contender in ("streamer", "streamer-age"):
             assert t
-            stages = build_streamer(t, tree_path, build_id, self.args.budget)
+            stages = build_streamer(t, tree_path, build_id, self.args.budget,
+                                    encrypt=contender == "streamer-age")
         else:
             raise ValueError(contender)
         log_off = nullsink.log_size() if t and t.name == "nullsink" else 0
@@ -796,10 +806,10 @@ class Bench:
             out["sink_bytes_received"] = {str(p): n for p, n in sorted(recv.items())}
         per_region: list[dict[str, int]] = []
         for ep in t.endpoints:
-            prefix = f"{build_id}/" if contender == "streamer" else key
+            prefix = f"{build_id}/" if contender.startswith("streamer") else key
             per_region.append(self.admin.list(t, ep, prefix))
         out["objects"] = per_region
-        if contender == "streamer":
+        if contender.startswith("streamer"):
             for i, objs in enumerate(per_region):
                 if not any(k.endswith("/manifest.json") for k in objs):
                     out.update(ok=False, why=f"region {i + 1}: no manifest.json under {build_id}/")
