@@ -65,13 +65,16 @@ Environment (flag > environment > config file > default):
   STREAMER_CLEANUP_HORIZON      age of abandoned leftovers cleanup removes (24h)
   STREAMER_HEAL_LIMIT time a backup may spend giving other regions runs they lack (15m; 0: off)
   STREAMER_LAYOUT     streamer (default) or adt (WEBSITE_URL, WEBSITE_NAME)
+  STREAMER_AGE_RECIPIENTS       age1... public keys (or a file of them): encrypt every artifact
+  STREAMER_AGE_IDENTITY         age identity file (mode 600) that restore decrypts with
   STREAMER_CONFIG     config file (default /etc/streamer/streamer.toml)"""
 
 RESTORE_HELP = """\b
 Exit codes:
   0    restored (every byte's SHA-256 matched the manifest)
   1    failed in every region that holds the backup; nothing restored from a damaged copy
-  2    usage or configuration error (e.g. the target directory is not empty: --force)
+  2    usage or configuration error (e.g. the target directory is not empty: --force;
+       an encrypted backup without STREAMER_AGE_IDENTITY, or with a wrong or loose one)
   130  interrupted"""
 
 VERIFY_HELP = """\b
