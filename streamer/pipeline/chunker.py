@@ -3,6 +3,8 @@
 ``ChunkFiller.fill`` runs in a worker thread (every call in it -- the pipe
 read, zstd, hashlib -- releases the GIL).  zstd compresses the source's stdout
 straight into a (pooled) part buffer: no copy between compressor and part.
+With ``STREAMER_AGE_RECIPIENTS`` the compressed stream is age-encrypted on its
+way into the buffer (age/stream.py, 64 KiB at a time), once for every region.
 The whole stream's SHA-256 (for the manifest) is taken over each filled part;
 each part's own digest (its Content-MD5, or the signed SigV4 payload hash) is
 computed once by ``Part.seal`` and reused by every region and every retry.
@@ -126,8 +128,8 @@ class ChunkFiller:
     def fill(self, body: PartBody) -> int:
         """Fill ``body`` with the next stored bytes; returns how many.  Only
         the last part is short; then ``exhausted`` is set.  Runs in a worker
-        thread: every call here releases the GIL (ChaCha20-Poly1305 holds it
-        for one 64 KiB chunk at a time)."""
+        thread: the pipe read, zstd and hashlib release the GIL; encryption
+        works one 64 KiB chunk per call."""
         view = memoryview(body)
         pos = 0
         try:
