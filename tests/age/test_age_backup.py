@@ -50,9 +50,15 @@ def encrypted(regions: RegionsEnv, bucket: str, streamer_env: dict[str, str],
     key, public, secret = keygen(tmp_path / "keys")
     env = {**streamer_env, "STREAMER_WEBROOT": str(root), "STREAMER_AGE_RECIPIENTS": public,
            "EXCLUDE_FROM_BACKUP": "uploads-excluded-dir"}
-    run = run_streamer(["hourly", "esite", "--json"], env)
+    # An operator may set both: the backup needs only the public key, and
+    # neither the key's path nor its contents reach a child, a hook or the summary.
+    hook_env = tmp_path / "hook-env"
+    run = run_streamer(["hourly", "esite", "--json", "--on-success", f"env > {hook_env}"],
+                       {**env, "STREAMER_AGE_IDENTITY": str(key)})
     assert run.code == 0, run.stdout + run.stderr
-    assert secret not in run.stdout + run.stderr
+    assert secret not in run.stdout + run.stderr and str(key) not in run.stdout
+    assert "STREAMER_EXIT_CODE=0" in hook_env.read_text()
+    assert "STREAMER_AGE_IDENTITY" not in hook_env.read_text()
     [manifest] = manifests_of(regions, bucket, 1, "esite")
     return env, root, key, secret, manifest
 

@@ -11,6 +11,7 @@ from streamer.age.keys import generate_identity
 from streamer.errors import ConfigError
 from streamer.layout.catalog import artifact_of, parse_manifest
 from streamer.manifest import ArtifactRecord, build_manifest, encode, seal_content, unseal_content
+from streamer.process import inherited_environment
 from streamer.settings.config import parse_config
 
 BASE = {"S3_HOST_BASE": "http://127.0.0.1:1", "S3_ACCESS_KEY": "a", "S3_SECRET_KEY": "b",
@@ -71,3 +72,11 @@ def test_encrypted_object_names_are_still_artifacts() -> None:
     assert artifact_of("webroot.tar.zst.age") == "webroot"
     assert artifact_of("database.sql.age") == "database"
     assert artifact_of("manifest.json.age") is None
+
+
+def test_no_child_inherits_the_identity_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_AGE_IDENTITY", "/root/backup-key.txt")
+    monkeypatch.setenv("STREAMER_AGE_RECIPIENTS", "age1public")
+    env = inherited_environment()
+    assert "STREAMER_AGE_IDENTITY" not in env
+    assert env["STREAMER_AGE_RECIPIENTS"] == "age1public"  # public keys are no secret
