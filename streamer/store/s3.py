@@ -35,6 +35,7 @@ from streamer.store.base import (
 from streamer.store.retry import RetryPolicy, retrying
 from streamer.store.s3_client import (
     client_config,
+    md5_b64,
     shared_session,
     tls_verify,
     with_checksums,
@@ -216,6 +217,8 @@ class S3Store:
             kwargs["IfNoneMatch"] = "*"
         if if_match is not None:
             kwargs["IfMatch"] = if_match
+        if retention is not None and not (checksums and "md5" in checksums):
+            checksums = {**(checksums or {}), "md5": md5_b64(data)}  # S3 requires one with a lock
         with_retention(with_checksums(kwargs, checksums), retention)
         response = await self._call("PutObject", lambda: self.client.put_object(**kwargs), policy)
         return str(response.get("ETag", ""))

@@ -22,6 +22,8 @@ producer computed once and every region and retry reuses:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,11 @@ def with_checksums(kwargs: dict[str, Any], checksums: Checksums | None) -> dict[
     for name, value in (checksums or {}).items():
         kwargs[_CHECKSUM_PARAMS[name]] = value
     return kwargs
+
+
+def md5_b64(data: bytes) -> str:
+    """The Content-MD5 of a small body (S3 requires a digest with Object Lock headers)."""
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
 def with_retention(kwargs: dict[str, Any], retention: Retention | None) -> dict[str, Any]:
