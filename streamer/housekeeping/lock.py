@@ -28,7 +28,8 @@ stop answering take nothing away.  On exit the copies are
 deleted with ``If-Match``, so a lock taken over meanwhile is left alone.
 Keys without the delete right (``STREAMER_PRUNE=off``, docs/SECURITY.md)
 release it instead by overwriting their copy, with ``If-Match``, with a
-holder whose lease has already expired: the next run takes it over at once.  If
+holder whose lease ends where it began (``Holder.released``): the next run
+takes it over at once, and does not report it as a takeover.  If
 the runs split the regions so that neither has a majority, both give their
 copies back and retry after a random delay.
 
@@ -108,7 +109,7 @@ class BackupLock:
                     if c.state is ClaimState.ACQUIRED:
                         self.etags[c.index] = c.etag
                         self.confirmed_until[c.index] = self.holder.expires
-                        if c.holder is not None:
+                        if c.holder is not None and not c.holder.released:
                             self.taken_over.append(c.holder)
                 return
             mine = [c for c in claims if c.state is ClaimState.ACQUIRED]
@@ -188,7 +189,7 @@ class BackupLock:
     async def _give_back(self, claims: Sequence[Claim]) -> None:
         by_index = self.by_index
 
-        expired = replace(self.holder, expires=utcnow() - timedelta(seconds=1)).encode()
+        expired = replace(self.holder, expires=self.holder.acquired).encode()  # Holder.released
 
         async def one(claim: Claim) -> None:
             client = by_index[claim.index]
