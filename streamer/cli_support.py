@@ -22,6 +22,7 @@ import typer
 
 from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, StreamerError
 from streamer.settings.config import Config, parse_config
+from streamer.settings.security import plain_http_warnings
 from streamer.settings.values import load_file, merge_sources
 
 T = TypeVar("T")
@@ -65,6 +66,10 @@ Environment (flag > environment > config file > default):
   STREAMER_CLEANUP_HORIZON      age of abandoned leftovers cleanup removes (24h)
   STREAMER_HEAL_LIMIT time a backup may spend giving other regions runs they lack (15m; 0: off)
   STREAMER_LAYOUT     streamer (default) or adt (WEBSITE_URL, WEBSITE_NAME)
+  STREAMER_OBJECT_LOCK_DAYS, STREAMER_OBJECT_LOCK_MODE   S3 Object Lock on every committed
+                      object: days (0: none), GOVERNANCE (default) or COMPLIANCE
+  STREAMER_PRUNE      on (default) or off: nothing is deleted, old runs expire by lifecycle rules
+  STREAMER_CA_BUNDLE  PEM file of trusted CAs, one for all or one per region (|); else AWS_CA_BUNDLE
   STREAMER_CONFIG     config file (default /etc/streamer/streamer.toml)"""
 
 RESTORE_HELP = """\b
@@ -103,8 +108,17 @@ def load_settings(config_file: Path | None, flags: dict[str, str | None]) -> dic
     return merge_sources(file_settings, env, flags)
 
 
+def config_from(settings: dict[str, str]) -> Config:
+    """The frozen Config; a warning on stderr for every region whose keys
+    would travel over plain http to another machine (docs/SECURITY.md)."""
+    config = parse_config(settings)
+    for warning in plain_http_warnings((r.index, r.endpoint) for r in config.regions):
+        typer.echo(f"streamer: warning: {warning}", err=True)
+    return config
+
+
 def load_config(config_file: Path | None, flags: dict[str, str | None]) -> Config:
-    return parse_config(load_settings(config_file, flags))
+    return config_from(load_settings(config_file, flags))
 
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:

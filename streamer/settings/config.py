@@ -21,6 +21,7 @@ from streamer import codec
 from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
+from streamer.settings.security import LockMode, parse_ca_bundles, parse_object_lock, parse_prune
 from streamer.settings.values import (
     MiB,
     normalise_endpoint,
@@ -63,6 +64,7 @@ class Region:
     access_key: Secret = field(repr=False)
     secret_key: Secret = field(repr=False)
     location: str = "us-east-1"
+    ca_bundle: str = ""  # STREAMER_CA_BUNDLE: a PEM file of CAs (settings/security.py)
 
     @property
     def label(self) -> str:
@@ -143,6 +145,11 @@ class Config:
     progress_interval: float = 5.0  # seconds between progress lines off a terminal
     website_url: str = ""
     website_name: str = ""
+    # S3 Object Lock on every committed object, and whether anything is ever
+    # deleted (settings/security.py, docs/SECURITY.md).
+    object_lock_days: int = 0
+    object_lock_mode: LockMode = "GOVERNANCE"
+    prune: bool = True
 
     @property
     def effective_quorum(self) -> int:
@@ -190,6 +197,10 @@ class Config:
             "request_timeout": self.request_timeout,
             "min_part_rate": self.min_part_rate,
             "lag_limit": self.lag_limit,
+            "object_lock": ({"days": self.object_lock_days, "mode": self.object_lock_mode}
+                            if self.object_lock_days else None),
+            "prune": self.prune,
+            "ca_bundles": [r.ca_bundle for r in self.regions],
         }
 
 
@@ -250,12 +261,14 @@ def parse_regions(s: Mapping[str, str]) -> tuple[Region, ...]:
     access = per_region("S3_ACCESS_KEY", s.get("S3_ACCESS_KEY", ""), n)
     secret = per_region("S3_SECRET_KEY", s.get("S3_SECRET_KEY", ""), n)
     locations = per_region("S3_LOCATION", s.get("S3_LOCATION", "") or "us-east-1", n)
+    cas = parse_ca_bundles(s, n)
     for i in range(n):
         if not access[i] or not secret[i]:
             raise ConfigError(f"S3_ACCESS_KEY or S3_SECRET_KEY missing for region {i + 1}",
                               "set both, one value for all regions or one per region")
     return tuple(
-        Region(i + 1, endpoints[i], Secret(access[i]), Secret(secret[i]), locations[i] or "us-east-1")
+        Region(i + 1, endpoints[i], Secret(access[i]), Secret(secret[i]),
+               locations[i] or "us-east-1", cas[i])
         for i in range(n)
     )
 
@@ -333,6 +346,7 @@ def parse_config(s: Mapping[str, str]) -> Config:
     budget, threads = _parse_memory(s)
     keep = _parse_keep(s)
     excludes = parse_excludes([s.get("EXCLUDE_FROM_BACKUP", ""), s.get("DIRECTORIES_TO_MOUNT", "")])
+    lock_days, lock_mode = parse_object_lock(s)
 
     return Config(
         regions=regions,
@@ -362,4 +376,7 @@ def parse_config(s: Mapping[str, str]) -> Config:
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),
         website_url=s.get("WEBSITE_URL", ""),
         website_name=s.get("WEBSITE_NAME", ""),
+        object_lock_days=lock_days,
+        object_lock_mode=lock_mode,
+        prune=parse_prune(s),
     )
