@@ -21,6 +21,14 @@ from streamer import codec
 from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
+from streamer.settings.limits import (
+    Priority,
+    check_bwlimit,
+    parse_bwlimit,
+    parse_nice,
+    part_rate_floor,
+    slots,
+)
 from streamer.settings.values import (
     MiB,
     normalise_endpoint,
@@ -134,8 +142,15 @@ class Config:
     # request (create, complete's floor, head, small puts, lists, the lock)
     # gets request_timeout; a part (or a ranged GET) request_timeout plus its
     # size at min_part_rate bytes per second.
+    # min_part_rate is lowered to each part's share of bwlimit where that is
+    # less (settings/limits.py), so a throttled part is not cut off.
     request_timeout: float = 30.0
     min_part_rate: int = 128 * 1024
+    # Bytes per second sent to all regions together, 0: unlimited
+    # (STREAMER_BWLIMIT; store/throttle.py).  CPU and IO priority of the
+    # process, its threads and children (STREAMER_NICE; process.lower_priority).
+    bwlimit: int = 0
+    nice: Priority = field(default_factory=Priority)
     # Seconds the producer may wait on one region alone (every other region
     # idle), summed over the run, before that region is dropped and left to
     # heal; 0: never (pipeline/lag.py, docs/RELIABILITY.md).
@@ -190,6 +205,8 @@ class Config:
             "request_timeout": self.request_timeout,
             "min_part_rate": self.min_part_rate,
             "lag_limit": self.lag_limit,
+            "bwlimit": self.bwlimit or "unlimited",
+            "nice": self.nice.describe(),
         }
 
 
@@ -333,6 +350,12 @@ def parse_config(s: Mapping[str, str]) -> Config:
     budget, threads = _parse_memory(s)
     keep = _parse_keep(s)
     excludes = parse_excludes([s.get("EXCLUDE_FROM_BACKUP", ""), s.get("DIRECTORIES_TO_MOUNT", "")])
+    database = parse_database(s)
+    stall = parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300"))
+    in_flight = parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1)
+    bwlimit = parse_bwlimit(s.get("STREAMER_BWLIMIT", ""))
+    request_slots = slots(n, 1 if database.engine == "none" else 2, in_flight)
+    check_bwlimit(bwlimit, request_slots, stall)
 
     return Config(
         regions=regions,
@@ -341,22 +364,24 @@ def parse_config(s: Mapping[str, str]) -> Config:
         excludes=excludes,
         persist_assets=parse_bool("PERSIST_ASSETS_TO_DATASTORE",
                                   s.get("PERSIST_ASSETS_TO_DATASTORE", "0")),
-        database=parse_database(s),
+        database=database,
         memory_budget=budget,
         compression=compression,
         compression_level=level,
         compression_threads=threads,
         quorum=quorum,
         keep=keep,
-        stall_timeout=parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300")),
+        stall_timeout=stall,
         layout=parse_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"),
                             ("streamer", "adt")),  # type: ignore[arg-type]
         checksum=parse_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
                               ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
-        parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
+        parts_in_flight=in_flight,
         part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),
         request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "30")),
-        min_part_rate=_parse_min_rate(s),
+        min_part_rate=part_rate_floor(_parse_min_rate(s), bwlimit, request_slots),
+        bwlimit=bwlimit,
+        nice=parse_nice(s.get("STREAMER_NICE", "off")),
         lag_limit=parse_duration("STREAMER_LAG_LIMIT", s.get("STREAMER_LAG_LIMIT", "300")),
         progress_interval=parse_float("STREAMER_PROGRESS_INTERVAL",
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),

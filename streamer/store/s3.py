@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
-from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from streamer.errors import StoreFailure
@@ -40,7 +39,8 @@ from streamer.settings.config import ChecksumMode, Config, Region
 from streamer.store.base import Checksums, ObjectInfo, ObjectStore, PartBody, Probe, UploadInfo
 from streamer.store.retry import RetryPolicy, retrying
 from streamer.store.s3_errors import translate
-from streamer.store.s3_hooks import abort_connections, install_part_hooks
+from streamer.store.s3_hooks import abort_connections, client_config, install_part_hooks
+from streamer.store.throttle import Throttle
 from streamer.store.timeouts import RequestTimeouts
 
 T = TypeVar("T")
@@ -329,22 +329,6 @@ class S3Store:
                                    f"{first.get('Key')}: {first.get('Code')}", False)
 
 
-def client_config(checksum: ChecksumMode, timeouts: RequestTimeouts, pool: int) -> AioConfig:
-    return AioConfig(
-        signature_version="s3v4",
-        connect_timeout=min(10.0, timeouts.control),
-        read_timeout=timeouts.socket_read(),  # each request's own timeout decides (_once)
-        # One attempt per call (streamer retries: store/retry.py); "max_attempts" counts retries.
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        max_pool_connections=pool,
-        request_checksum_calculation="when_supported" if checksum == "crc32" else "when_required",
-        response_checksum_validation="when_required",
-        s3={"addressing_style": "path",
-            **({"payload_signing_enabled": False} if checksum == "md5" else {})},
-        tcp_keepalive=True,
-    )
-
-
 _SESSION: list[Any] = []
 
 
@@ -359,8 +343,10 @@ def shared_session() -> Any:
 @contextlib.asynccontextmanager
 async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5",
                      request_timeout: float = 30.0, policy: RetryPolicy | None = None,
-                     pool: int = 16, min_part_rate: float = 128 * 1024) -> AsyncIterator[S3Store]:
-    """One region's store (``open_stores``: every region); timeouts: store/timeouts.py."""
+                     pool: int = 16, min_part_rate: float = 128 * 1024,
+                     throttle: Throttle | None = None) -> AsyncIterator[S3Store]:
+    """One region's store (``open_stores``: every region); timeouts: store/timeouts.py;
+    ``throttle``: STREAMER_BWLIMIT's bucket, shared by every region (store/throttle.py)."""
     timeouts = RequestTimeouts(request_timeout, min_part_rate)
     async with shared_session().create_client(
         "s3",
@@ -372,7 +358,8 @@ async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5"
         # Plain http has no certificate to check: skip loading the CA bundle.
         verify=False if region.endpoint.startswith("http://") else None,
     ) as client:
-        install_part_hooks(client.meta.events, region, sign_parts=checksum == "sha256")
+        install_part_hooks(client.meta.events, region, checksum == "sha256",
+                           throttle.meter(region.index) if throttle else None)
         yield S3Store(region, bucket, client, checksum, timeouts, policy or RetryPolicy())
 
 
@@ -391,10 +378,11 @@ async def open_stores(config: Config, policy: RetryPolicy | None = None,
     ``policy`` is every request's default (``run_policy``); ``pool``, the
     connections per region (default: enough for the parts in flight)."""
     size = pool or max(16, config.parts_in_flight * 2 + 4)
+    throttle = Throttle(config.bwlimit) if config.bwlimit else None
     async with contextlib.AsyncExitStack() as stack:
         stores: list[ObjectStore] = [await stack.enter_async_context(
             open_store(r, bucket or config.bucket, config.checksum, config.request_timeout,
-                       policy or run_policy(config), size, config.min_part_rate))
+                       policy or run_policy(config), size, config.min_part_rate, throttle))
             for r in config.regions]
         yield stores
 
