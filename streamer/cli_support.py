@@ -59,7 +59,7 @@ Environment (flag > environment > config file > default):
   STREAMER_REQUEST_TIMEOUT      seconds for a control request (30); a part: that plus
   STREAMER_MIN_PART_RATE        its size at this many bytes per second (128KiB)
   STREAMER_BWLIMIT    most bytes per second sent to all regions together (e.g. 50MiB; unset: no limit)
-  STREAMER_NICE       CPU and IO priority of streamer, tar and the dump: off (default), on, idle, 1-19
+  STREAMER_NICE       CPU and IO priority of streamer, tar and the dump: off (default), on, idle, 2-19
   STREAMER_MIN_TABLES fewest tables the database must hold (1)
   STREAMER_PROGRESS_INTERVAL    seconds between progress lines off a terminal (5)
   STREAMER_METRICS_FILE, STREAMER_ON_SUCCESS, STREAMER_ON_FAILURE, STREAMER_HOOK_TIMEOUT

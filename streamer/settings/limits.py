@@ -11,10 +11,11 @@
                       part at that share would outlast the stall timeout is
                       refused (``check_bwlimit``).
 ``STREAMER_NICE``     CPU and IO priority of the whole process (tar, the
-                      dump, streamer's own threads): ``off`` (default), ``on``
-                      (nice 19, IO best-effort 7), ``idle`` (nice 19, IO
-                      class idle) or a nice level 1-19 (IO best-effort at the
-                      level the kernel derives from it, ``(nice + 20) // 5``).
+                      dump, streamer's own threads): ``off`` or ``0``
+                      (default), ``on`` or ``1`` (nice 19, IO best-effort 7),
+                      ``idle`` (nice 19, IO class idle) or a nice level 2-19
+                      (IO best-effort at the level the kernel derives from
+                      it, ``(nice + 20) // 5``).
 
 See the README (Configuration) and docs/ARCHITECTURE.md.
 """
@@ -52,19 +53,19 @@ class Priority:
 
 
 def parse_nice(text: str) -> Priority:
-    """STREAMER_NICE: off, on, idle or a nice level 1-19."""
+    """STREAMER_NICE: off (0), on (1), idle or a nice level 2-19."""
     t = text.strip().lower()
     if t in ("", "off", "no", "false", "0"):
         return Priority()
-    if t in ("on", "yes", "true"):
+    if t in ("on", "yes", "true", "1"):  # "1" as every boolean setting (a TOML true)
         return Priority(19, IO_BEST_EFFORT, 7)
     if t == "idle":
         return Priority(19, IO_IDLE, 0)
-    if t.isdigit() and 1 <= int(t) <= 19:
+    if t.isdigit() and 2 <= int(t) <= 19:
         level = int(t)
         return Priority(level, IO_BEST_EFFORT, (level + 20) // 5)
     raise ConfigError(f"STREAMER_NICE={text!r} is not valid",
-                      "use off, on (nice 19, IO best-effort 7), idle or a nice level 1-19")
+                      "use off, on (nice 19, IO best-effort 7), idle or a nice level 2-19")
 
 
 def parse_bwlimit(text: str) -> int:

@@ -26,11 +26,11 @@ def test_bwlimit_values() -> None:
 
 def test_nice_values() -> None:
     assert parse_nice("off") == Priority() and not parse_nice("").active
-    assert parse_nice("on") == Priority(19, 2, 7)
+    assert parse_nice("on") == Priority(19, 2, 7) == parse_nice("1") == parse_nice("true")
     assert parse_nice("idle") == Priority(19, 3, 0)
     assert parse_nice("10") == Priority(10, 2, 6)  # the kernel's own (nice + 20) // 5
     assert parse_nice("on").describe() == "nice 19, io best-effort 7"
-    for bad in ("20", "-5", "very", "on please"):
+    for bad in ("20", "-5", "very", "on please", "2.5"):
         with pytest.raises(ConfigError, match="STREAMER_NICE"):
             parse_nice(bad)
 
