@@ -3,7 +3,7 @@
 
     STREAMER_REGION_PORT_BASE=... scripts/regions up
     .venv/bin/python bench/gentle.py bwlimit [--size 120MiB] [--limit 20MiB] [--reps 3]
-    .venv/bin/python bench/gentle.py neighbour [--size 300MiB] [--text 0.8] [--cpus 0] [--reps 3]
+    .venv/bin/python bench/gentle.py neighbour [--size 300MiB] [--text 0.8] [--cpus 0] [--window 15]
 
 ``bwlimit`` backs up an incompressible webroot to the three local regions with
 ``STREAMER_BWLIMIT``, streamer running under this script so that every chunk
@@ -13,11 +13,12 @@ sent in it over its length.  Prints each run's rate against the limit, its
 deviation (goal: within 5%), and each region's bytes and phase.
 
 ``neighbour`` runs a CPU-bound neighbour (SHA-256 over a 1 MiB buffer in a
-loop, in C) on the given CPUs (``taskset``) alone, then beside a backup of a
-text-heavy webroot on the same CPUs, with ``STREAMER_NICE=off`` and ``on``,
-in turns.  The neighbour's throughput beside a backup, as a share of its
-throughput alone, is what the backup costs it; the backup's wall time is
-what being gentle costs the backup.  Both print JSON (bench/README.md).
+loop, in C) on the given CPUs (``taskset``) for ``--window`` seconds, alone
+and started together with a backup of a text-heavy webroot pinned to the same
+CPUs, with ``STREAMER_NICE=off`` and ``on``, in turns.  The neighbour's
+throughput beside a backup, as a share of its throughput alone, is what the
+backup costs it; the backup's wall time (alone, and beside the neighbour for
+the window) is what being gentle costs the backup.  Both print JSON (bench/README.md).
 """
 
 from __future__ import annotations
@@ -126,22 +127,24 @@ def bwlimit(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "within_5pct": worst <= 5.0}
 
 
-def _neighbour(cpus: str, seconds: float | None, beside: list[str] | None,
+def _neighbour(cpus: str, window: float, beside: list[str] | None,
                env: dict[str, str] | None) -> tuple[float, float]:
-    """The neighbour's hashes/s (alone for ``seconds``, or while ``beside`` runs), and that run's wall."""
+    """The neighbour's hashes/s over ``window`` s, alone or beside ``beside`` started
+    with it; and the wall time of ``beside`` (which may outlast the window)."""
     pin = ["taskset", "-c", cpus]
-    hog = subprocess.Popen([*pin, sys.executable, "-c", NEIGHBOUR], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.2)
+    backup = None
     started = time.monotonic()
-    if beside is None:
-        time.sleep(seconds or 10.0)
-    else:
-        code = subprocess.run([*pin, *beside], env=env, stdout=subprocess.DEVNULL).returncode
-        if code != 0:
-            raise SystemExit(f"backup beside the neighbour exited {code}")
-    wall = time.monotonic() - started
+    if beside is not None:
+        backup = subprocess.Popen([*pin, *beside], env=env, stdout=subprocess.DEVNULL)
+    hog = subprocess.Popen([*pin, sys.executable, "-c", NEIGHBOUR], stdout=subprocess.PIPE, text=True)
+    time.sleep(window)
     hog.send_signal(signal.SIGTERM)
     out, _ = hog.communicate()
+    wall = 0.0
+    if backup is not None:
+        if backup.wait() != 0:
+            raise SystemExit(f"backup beside the neighbour exited {backup.returncode}")
+        wall = time.monotonic() - started
     return float(out), wall
 
 
@@ -151,20 +154,25 @@ def neighbour(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                           check=True).stdout.strip()
     streamer = [sys.executable, "-m", "streamer", "backup", "manual", "hog", "--quiet"]
     figures: dict[str, list[float]] = {"alone": [], "off": [], "on": []}
-    walls: dict[str, list[float]] = {"off": [], "on": []}
+    walls: dict[str, list[float]] = {"off": [], "on": [], "alone": []}
     for rep in range(args.reps):
+        figures["alone"].append(_neighbour(args.cpus, args.window, None, None)[0])
         for mode in (("off", "on") if rep % 2 == 0 else ("on", "off")):
             env = _env(f"gentle-{uuid.uuid4().hex[:10]}", Path(tree), STREAMER_NICE=mode)
-            rate, wall = _neighbour(args.cpus, None, streamer, env)
+            rate, wall = _neighbour(args.cpus, args.window, streamer, env)
             figures[mode].append(rate)
             walls[mode].append(wall)
-        figures["alone"].append(_neighbour(args.cpus, statistics.median(walls["off"]), None, None)[0])
+        env = _env(f"gentle-{uuid.uuid4().hex[:10]}", Path(tree))
+        started = time.monotonic()
+        subprocess.run(["taskset", "-c", args.cpus, *streamer], env=env, check=True)
+        walls["alone"].append(time.monotonic() - started)
     alone = statistics.median(figures["alone"])
-    return {"tree": tree, "cpus": args.cpus, "reps": args.reps,
+    return {"tree": tree, "cpus": args.cpus, "reps": args.reps, "window_s": args.window,
             "neighbour_alone_hashes_s": round(alone, 1),
             **{f"neighbour_beside_nice_{m}_pct": round(100 * statistics.median(figures[m]) / alone, 1)
                for m in ("off", "on")},
-            **{f"backup_wall_nice_{m}_s": round(statistics.median(walls[m]), 2) for m in ("off", "on")},
+            **{f"backup_wall_{m}_s": round(statistics.median(walls[m]), 2)
+               for m in ("alone", "off", "on")},
             "raw": {"neighbour": figures, "backup_wall": walls}}
 
 
@@ -183,6 +191,7 @@ def main() -> None:
     nb.add_argument("--text", type=float, default=0.8, help="text fraction of the webroot")
     nb.add_argument("--cpus", default="0", help="CPUs both share (taskset -c)")
     nb.add_argument("--reps", type=int, default=3)
+    nb.add_argument("--window", type=float, default=15.0, help="seconds the neighbour runs")
     args = ap.parse_args()
     regions = load_regions_env()
     with tempfile.TemporaryDirectory(prefix="streamer-gentle-") as tmp:
