@@ -21,6 +21,7 @@ from streamer import codec
 from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
+from streamer.settings.limits import Priority, parse_nice, parse_rates, slots
 from streamer.settings.security import LockMode, parse_ca_bundles, parse_object_lock, parse_prune
 from streamer.settings.values import (
     MiB,
@@ -136,8 +137,15 @@ class Config:
     # request (create, complete's floor, head, small puts, lists, the lock)
     # gets request_timeout; a part (or a ranged GET) request_timeout plus its
     # size at min_part_rate bytes per second.
+    # min_part_rate is lowered to each part's share of bwlimit where that is
+    # less (settings/limits.py), so a throttled part is not cut off.
     request_timeout: float = 30.0
     min_part_rate: int = 128 * 1024
+    # Bytes per second sent to all regions together, 0: unlimited
+    # (STREAMER_BWLIMIT; store/throttle.py).  CPU and IO priority of the
+    # process, its threads and children (STREAMER_NICE; process.lower_priority).
+    bwlimit: int = 0
+    nice: Priority = field(default_factory=Priority)
     # Seconds the producer may wait on one region alone (every other region
     # idle), summed over the run, before that region is dropped and left to
     # heal; 0: never (pipeline/lag.py, docs/RELIABILITY.md).
@@ -201,6 +209,8 @@ class Config:
                             if self.object_lock_days else None),
             "prune": self.prune,
             "ca_bundles": [r.ca_bundle for r in self.regions],
+            "bwlimit": self.bwlimit or "unlimited",
+            "nice": self.nice.describe(),
         }
 
 
@@ -323,15 +333,6 @@ def _parse_keep(s: Mapping[str, str]) -> dict[Periodicity, int]:
     return keep
 
 
-def _parse_min_rate(s: Mapping[str, str]) -> int:
-    """STREAMER_MIN_PART_RATE: bytes per second a part request must at least average."""
-    rate = parse_size("STREAMER_MIN_PART_RATE", s.get("STREAMER_MIN_PART_RATE", "128KiB"))
-    if rate < 1024:
-        raise ConfigError(f"STREAMER_MIN_PART_RATE={rate} bytes/s is below 1KiB",
-                          "write e.g. 128KiB (the slowest a part upload may be before it is retried)")
-    return rate
-
-
 def parse_config(s: Mapping[str, str]) -> Config:
     """Build the frozen Config from merged settings, or raise ConfigError."""
     regions = parse_regions(s)
@@ -347,6 +348,11 @@ def parse_config(s: Mapping[str, str]) -> Config:
     keep = _parse_keep(s)
     excludes = parse_excludes([s.get("EXCLUDE_FROM_BACKUP", ""), s.get("DIRECTORIES_TO_MOUNT", "")])
     lock_days, lock_mode = parse_object_lock(s)
+    database = parse_database(s)
+    stall = parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300"))
+    in_flight = parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1)
+    bwlimit, min_part_rate = parse_rates(s, slots(n, 1 if database.engine == "none" else 2,
+                                                  in_flight), stall)
 
     return Config(
         regions=regions,
@@ -355,22 +361,24 @@ def parse_config(s: Mapping[str, str]) -> Config:
         excludes=excludes,
         persist_assets=parse_bool("PERSIST_ASSETS_TO_DATASTORE",
                                   s.get("PERSIST_ASSETS_TO_DATASTORE", "0")),
-        database=parse_database(s),
+        database=database,
         memory_budget=budget,
         compression=compression,
         compression_level=level,
         compression_threads=threads,
         quorum=quorum,
         keep=keep,
-        stall_timeout=parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300")),
+        stall_timeout=stall,
         layout=parse_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"),
                             ("streamer", "adt")),  # type: ignore[arg-type]
         checksum=parse_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
                               ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
-        parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
+        parts_in_flight=in_flight,
         part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),
         request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "30")),
-        min_part_rate=_parse_min_rate(s),
+        min_part_rate=min_part_rate,
+        bwlimit=bwlimit,
+        nice=parse_nice(s.get("STREAMER_NICE", "off")),
         lag_limit=parse_duration("STREAMER_LAG_LIMIT", s.get("STREAMER_LAG_LIMIT", "300")),
         progress_interval=parse_float("STREAMER_PROGRESS_INTERVAL",
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),

@@ -43,6 +43,7 @@ from streamer.store.s3_client import (
 )
 from streamer.store.s3_errors import translate
 from streamer.store.s3_hooks import abort_connections, install_part_hooks
+from streamer.store.throttle import Throttle
 from streamer.store.timeouts import RequestTimeouts
 
 T = TypeVar("T")
@@ -356,8 +357,10 @@ class S3Store:
 @contextlib.asynccontextmanager
 async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5",
                      request_timeout: float = 30.0, policy: RetryPolicy | None = None,
-                     pool: int = 16, min_part_rate: float = 128 * 1024) -> AsyncIterator[S3Store]:
-    """One region's store (``open_stores``: every region); timeouts: store/timeouts.py."""
+                     pool: int = 16, min_part_rate: float = 128 * 1024,
+                     throttle: Throttle | None = None) -> AsyncIterator[S3Store]:
+    """One region's store (``open_stores``: every region); timeouts: store/timeouts.py;
+    ``throttle``: STREAMER_BWLIMIT's bucket, shared by every region (store/throttle.py)."""
     timeouts = RequestTimeouts(request_timeout, min_part_rate)
     async with shared_session().create_client(
         "s3",
@@ -368,7 +371,8 @@ async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5"
         config=client_config(checksum, timeouts, pool),
         verify=tls_verify(region),  # plain http: none; else the region's CAs (s3_client.py)
     ) as client:
-        install_part_hooks(client.meta.events, region, sign_parts=checksum == "sha256")
+        install_part_hooks(client.meta.events, region, checksum == "sha256",
+                           throttle.meter(region.index) if throttle else None)
         yield S3Store(region, bucket, client, checksum, timeouts, policy or RetryPolicy())
 
 
@@ -383,14 +387,14 @@ async def open_stores(config: Config, policy: RetryPolicy | None = None,
                       bucket: str | None = None) -> AsyncIterator[list[ObjectStore]]:
     """A store per configured region, in configuration order, on ``bucket``
     (default: the configured one; the layout says which, see Layout.bucket).
-
     ``policy`` is every request's default (``run_policy``); ``pool``, the
     connections per region (default: enough for the parts in flight)."""
     size = pool or max(16, config.parts_in_flight * 2 + 4)
+    throttle = Throttle(config.bwlimit) if config.bwlimit else None
     async with contextlib.AsyncExitStack() as stack:
         stores: list[ObjectStore] = [await stack.enter_async_context(
             open_store(r, bucket or config.bucket, config.checksum, config.request_timeout,
-                       policy or run_policy(config), size, config.min_part_rate))
+                       policy or run_policy(config), size, config.min_part_rate, throttle))
             for r in config.regions]
         yield stores
 
