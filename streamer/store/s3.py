@@ -2,10 +2,9 @@
 
 Everything botocore or aiohttp can raise is translated here into ``StoreFailure``
 (transient or not), so the rest of streamer never sees a library exception.
-
-Checksums (``Config.checksum``) and the client configuration: store/s3_client.py.
-The part hooks (store/s3_hooks.py) are registered on each client's own event
-system, never process-wide; ``sever`` aborts a dropped region's connections.
+Checksums and the client configuration: store/s3_client.py.  The part hooks
+(store/s3_hooks.py) are registered on each client's own event system, never
+process-wide; ``sever`` aborts a dropped region's connections.
 """
 
 from __future__ import annotations
@@ -269,31 +268,32 @@ class S3Store:
             return data
         return await self._call("GetObject", go, limit=self.timeouts.data(expected))
 
-    async def head_object(self, key: str,
-                          policy: RetryPolicy | None = None) -> tuple[int, str] | None:
-        """(size, ETag) of an object, or None if it does not exist."""
+    async def _head(self, key: str, policy: RetryPolicy | None) -> dict[str, Any] | None:
+        """HeadObject's response, or None if the object does not exist."""
         try:
-            response = await self._call(
-                "HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), policy)
+            return dict(await self._call(
+                "HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), policy))
         except StoreFailure as f:
             if f.status == 404:
                 return None
             raise
+
+    async def head_object(self, key: str,
+                          policy: RetryPolicy | None = None) -> tuple[int, str] | None:
+        """(size, ETag) of an object, or None if it does not exist."""
+        response = await self._head(key, policy)
+        if response is None:
+            return None
         return int(response.get("ContentLength", 0)), str(response.get("ETag", ""))
 
     async def retention_of(self, key: str,
                            policy: RetryPolicy | None = None) -> Retention | None:
         """The object's Object Lock retention (from HEAD), or None."""
-        try:
-            response = await self._call(
-                "HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), policy)
-        except StoreFailure as f:
-            if f.status == 404:
-                return None
-            raise
-        until = _utc(response.get("ObjectLockRetainUntilDate"))
-        mode = str(response.get("ObjectLockMode") or "")
-        return Retention(mode, until) if until and mode else None
+        response = await self._head(key, policy)
+        if response is None:
+            return None
+        until, mode = _utc(response.get("ObjectLockRetainUntilDate")), response.get("ObjectLockMode")
+        return Retention(str(mode), until) if until and mode else None
 
     async def delete_object(self, key: str, if_match: str | None = None,
                             policy: RetryPolicy | None = None) -> None:
