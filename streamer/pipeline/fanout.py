@@ -40,6 +40,7 @@ from streamer.pipeline.upload_state import Decision, UploadState
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore, PartBody
+from streamer.tarframe import TarMember
 
 
 @dataclass(eq=False)
@@ -84,6 +85,11 @@ class ArtifactRun:
     part_digests: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # size, algo, hex
     listed_members: int = 0
     compress_threads: int = 0  # zstd worker threads; 0: in the producer thread
+    # Stored as the one member of a gzip'd tar (the ADT layout's database,
+    # tarframe.py); its header is put in front of part 1 when the source ends.
+    member: TarMember | None = None
+    head: tuple[int, str] | None = None  # that header's stored size and SHA-256
+    bucket: str | None = None  # another bucket of the region than the run's (ADT: -db-)
     filler: ChunkFiller | None = None  # live counters while the source streams
     started: float = 0.0
     finished: float = 0.0
