@@ -64,6 +64,10 @@ class RegionRun:
     def label(self) -> str:
         return self.client.label
 
+    def store(self, art: ArtifactRun) -> ObjectStore:
+        """Where ``art`` goes in this region: the run's bucket, or the artifact's own."""
+        return self.client if art.bucket is None else self.client.sibling(art.bucket)
+
 
 @dataclass(eq=False)
 class ArtifactRun:

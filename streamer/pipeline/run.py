@@ -42,10 +42,11 @@ from streamer.store.s3 import open_stores
 PREFLIGHT_ATTEMPTS = 3
 
 
-async def preflight_regions(clients: list[ObjectStore],
-                            stall_timeout: float | None = None) -> list[RegionRun]:
-    """Check (and create) the bucket in every region, concurrently; a region
-    that makes no progress for the stall timeout is dropped."""
+async def preflight_regions(clients: list[ObjectStore], stall_timeout: float | None = None,
+                            extra_buckets: tuple[str, ...] = ()) -> list[RegionRun]:
+    """Check (and create) the bucket, and ``extra_buckets`` (the layout's), in
+    every region, concurrently; a region that makes no progress for the stall
+    timeout is dropped."""
     runs = [RegionRun(c) for c in clients]
 
     async def check(run: RegionRun) -> None:
@@ -54,6 +55,8 @@ async def preflight_regions(clients: list[ObjectStore],
         try:
             with anyio.fail_after(limit):
                 await run.client.ensure_bucket()
+                for name in extra_buckets:
+                    await run.client.sibling(name).ensure_bucket()
         except (StoreFailure, TimeoutError) as e:
             run.alive = False
             run.failure = str(e) if isinstance(e, StoreFailure) else \
@@ -102,7 +105,9 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     for source, meta in extra_sources or []:
         artifacts.append(ArtifactRun(source.name, placement.key(source.name), source,
                                      content_type=codec.content_type(run_codec.compression,
-                                                                     source.name)))
+                                                                     source.name),
+                                     member=placement.members.get(source.name),
+                                     bucket=placement.buckets.get(source.name)))
         database_meta = meta
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
                           budget_limit=config.memory_budget)
@@ -111,7 +116,8 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
             if clients is None:
                 clients = await stack.enter_async_context(
                     open_stores(config, bucket=layout.bucket(periodicity)))
-            regions = await preflight_regions(clients, config.stall_timeout)
+            regions = await preflight_regions(clients, config.stall_timeout,
+                                              tuple(layout.extra_buckets(periodicity)))
         require_quorum(regions, config.effective_quorum)
         fanout, failure = await _stream_all(config, run_codec, regions, artifacts, observer)
         result.warnings.extend(a.warning for a in artifacts if a.warning)

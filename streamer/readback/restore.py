@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,7 @@ from streamer.readback.extract import (
     promote,
     remove_tree,
     same_owner_default,
+    tar_member,
 )
 from streamer.settings.config import Config, DatabaseConfig
 from streamer.store.base import ObjectStore
@@ -154,6 +156,11 @@ class Download:
         return Download(RANGE_SIZE, ranges_in_flight(config.memory_budget // max(1, streams)))
 
 
+def artifact_store(client: ObjectStore, art: StoredArtifact) -> ObjectStore:
+    """Where an artifact is stored in this region: the manifest's bucket, or its own."""
+    return client if art.bucket is None else client.sibling(art.bucket)
+
+
 async def object_ref(client: ObjectStore, manifest: StoredManifest, art: StoredArtifact) -> ObjectRef:
     key = manifest.key_of(art)
     head = await client.head_object(key)
@@ -163,7 +170,7 @@ async def object_ref(client: ObjectStore, manifest: StoredManifest, art: StoredA
     if size != art.stored_size:
         raise IntegrityError(f"{client.label}: {key} holds {size} bytes, the manifest says "
                              f"{art.stored_size}", "the stored copy is damaged")
-    return ObjectRef(key, size, art.sha256, etag)
+    return ObjectRef(key, size, art.sha256, etag, art.head)
 
 
 # ---------------------------------------------------------------- webroot
@@ -200,11 +207,16 @@ def _remove_if_exists(path: Path) -> None:
 
 # ---------------------------------------------------------------- database
 
+READ_ERRORS: tuple[type[BaseException], ...] = (*DECOMPRESS_ERRORS, tarfile.TarError)
 
-def _feed(reader: HashingReader, compression: str, stdin: IO[bytes]) -> None:
-    """Decompressed SQL into the client; the hash is checked before its input ends."""
+
+def _feed(reader: HashingReader, compression: str, stdin: IO[bytes], member: str | None) -> None:
+    """Decompressed SQL (or, with ``member``, that tar member's bytes) into the
+    client; the hash is checked before its input ends."""
     try:
         source = decompressed(reader, compression)
+        if member is not None:
+            source = tar_member(source, member, f"{reader.where}: {reader.ref.key}")
         while True:
             block = source.read(BLOCK)
             if not block:
@@ -214,14 +226,14 @@ def _feed(reader: HashingReader, compression: str, stdin: IO[bytes]) -> None:
     except BrokenPipeError:
         reader.finish()  # a damaged copy explains it (IntegrityError); else the client failed
         raise StreamerError("the database client stopped reading its input") from None
-    except DECOMPRESS_ERRORS as e:
+    except READ_ERRORS as e:
         raise IntegrityError(f"{reader.where}: {reader.ref.key}: cannot decompress: {e}",
                              "the stored copy is damaged") from None
     stdin.close()
 
 
 async def restore_database(client: ObjectStore, ref: ObjectRef, compression: str,
-                           db: DatabaseConfig, dl: Download) -> None:
+                           db: DatabaseConfig, dl: Download, member: str | None = None) -> None:
     if db.engine in ("maria", "mysql"):
         await stream_object(client, ref, lambda reader: None, range_size=dl.range_size,
                             in_flight=dl.in_flight)
@@ -238,7 +250,7 @@ async def restore_database(client: ObjectStore, ref: ObjectRef, compression: str
         error: Exception | None = None
         try:
             await child.supervise(stream_object(
-                client, ref, lambda reader: _feed(reader, compression, stdin),
+                client, ref, lambda reader: _feed(reader, compression, stdin, member),
                 range_size=dl.range_size, in_flight=dl.in_flight))
         except IntegrityError:
             raise  # a damaged copy: the client was killed before its input ended
@@ -350,16 +362,18 @@ async def _restore_artifact(config: Config, located: Located, name: str, request
             if art is None:
                 raise NotFound(f"backup {what}/{located.stamp} has no {name}",
                                "it was made without one")
-            ref = await object_ref(client, manifest, art)
+            store = artifact_store(client, art)
+            ref = await object_ref(store, manifest, art)
             started = time.monotonic()
             if name == "webroot":
                 assert request.webroot is not None
-                stats = await restore_tree(client, ref, art.compression, request.webroot, dl,
+                stats = await restore_tree(store, ref, art.compression, request.webroot, dl,
                                            same_owner)
                 report.events.append(Restored(name, client.label, str(request.webroot), ref.size,
                                               time.monotonic() - started, stats))
             else:
-                await restore_database(client, ref, art.compression, config.database, dl)
+                await restore_database(store, ref, art.compression, config.database, dl,
+                                       art.member)
                 report.events.append(Restored(name, client.label, config.database.name, ref.size,
                                               time.monotonic() - started))
             return

@@ -21,7 +21,7 @@ from streamer.layout.base import Layout
 from streamer.layout.catalog import RunListing, StoredManifest, read_manifest
 from streamer.model import Series
 from streamer.readback.download import stream_object
-from streamer.readback.restore import Download, locate, object_ref, validate_stamp
+from streamer.readback.restore import Download, artifact_store, locate, object_ref, validate_stamp
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore
 
@@ -70,8 +70,9 @@ async def check_region(client: ObjectStore, run: RunListing | None, stamp: str,
     try:
         check.manifest = await read_manifest(client, run.manifest_key, run.key_suffix)
         for art in check.manifest.artifacts.values():
-            ref = await object_ref(client, check.manifest, art)
-            await stream_object(client, ref, lambda reader: None, range_size=dl.range_size,
+            store = artifact_store(client, art)
+            ref = await object_ref(store, check.manifest, art)
+            await stream_object(store, ref, lambda reader: None, range_size=dl.range_size,
                                 in_flight=dl.in_flight)
             check.verified_bytes += ref.size
     except (StoreFailure, IntegrityError, RegionError) as e:

@@ -39,8 +39,8 @@ from aiobotocore.session import get_session
 
 from streamer.errors import StoreFailure
 from streamer.settings.config import ChecksumMode, Config, Region
-from streamer.store.base import Checksums, ObjectInfo, ObjectStore, PartBody, Probe, UploadInfo
 from streamer.store import s3_copy
+from streamer.store.base import Checksums, ObjectInfo, ObjectStore, PartBody, Probe, UploadInfo
 from streamer.store.retry import RetryPolicy, retrying
 from streamer.store.s3_errors import translate
 from streamer.store.s3_hooks import install_part_hooks
