@@ -149,3 +149,42 @@ async def test_postgres_dump_is_adt_tar_member_and_loads_the_adt_way(
         comparable(expected)
     run = run_streamer(["verify", "hourly", "adtpg"], env)
     assert run.code == 0, run.stdout + run.stderr
+
+
+async def test_mariadb_dump_is_adt_tar_member_and_loads_the_adt_way(
+        regions: RegionsEnv, site: str, streamer_env: dict[str, str], tmp_path: Path,
+        my_setup: MySetup) -> None:  # noqa: F811
+    s = my_setup
+    env = {**db_env(streamer_env, s.cfg(), small_webroot(tmp_path)), "STREAMER_LAYOUT": "adt",
+           "WEBSITE_URL": site}
+    name, dashed = site.split(".")[1], site.replace(".", "-")
+    run = run_streamer(["hourly", "adtmy"], env)
+    assert run.code == 0, run.stdout + run.stderr
+    member = DUMPS["maria"]
+    expected = member.prefix + await dump_now(s.cfg()) + member.suffix
+    data = regions.get(3, f"{dashed}-db-hourly", f"{name}-DB-backup.tar.gz")
+    dump = adt_extract(data, tmp_path / "r3", name)
+    assert dump.name == "applicationDB.sql"
+    assert comparable(dump.read_bytes()) == comparable(expected)
+
+    # ADT's way: the client with the dump on stdin, then `show tables | grep ^zzzz$`.
+    source = await my_fingerprint(s.source)
+    fresh = unique("st_adt")
+    async with my_databases(fresh):
+        client = ["mariadb", "-u", MY_ADMIN, "-h", MY_HOST, f"--port={MY_PORT}", fresh]
+        with dump.open("rb") as sql:
+            load = subprocess.run(client, stdin=sql, capture_output=True, check=False)
+        assert load.returncode == 0, load.stderr
+        tables = subprocess.run([*client, "-N", "-r", "-s", "-e", "show tables"],
+                                capture_output=True, text=True, check=True).stdout
+        assert "zzzz" in tables.split("\n")
+        loaded = await my_fingerprint(fresh)
+        assert loaded.pop("zzzz")[0] == 0
+        assert loaded == source
+
+    run = run_streamer(["restore", "hourly", "adtmy", "--database"],
+                       db_env(env, s.cfg(name=s.target), tmp_path))
+    assert run.code == 0, run.stdout + run.stderr
+    restored = await my_fingerprint(s.target)
+    assert restored.pop("zzzz")[0] == 0
+    assert restored == source
