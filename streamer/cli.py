@@ -25,6 +25,7 @@ from streamer import __version__
 from streamer.cli_support import (
     ENV_HELP,
     EXIT_CODES_HELP,
+    HEAL_HELP,
     MAINTENANCE_HELP,
     RESTORE_HELP,
     VERIFY_HELP,
@@ -283,6 +284,33 @@ def list_(
         cfg = load_config(config, {"STREAMER_LAYOUT": layout})
         result = run_async(lambda: list_backups(cfg, p, b))
         show(list_lines(result, json_out))
+        return result.exit_code
+
+    guarded(go, _debug(ctx, debug))
+
+
+@app.command(epilog=ENV_HELP + "\n\n" + HEAL_HELP)
+def heal(
+    ctx: typer.Context,
+    periodicity: OptPeriodicityArg = None,
+    build_identifier: OptBuildArg = None,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Read every region's copy in full (every part digest and SHA-256), "
+                         "not only its sizes and ETags.")] = False,
+    config: ConfigOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Give every region the committed runs it lacks or holds damaged, copied from a region
+    that holds them intact (streamed, checked part by part, manifest last)."""
+    from streamer.commands.heal import HealRequest
+    from streamer.commands.heal import heal as heal_command
+    from streamer.render import heal_lines, show
+
+    def go() -> int:
+        p, b = _optional_scope(periodicity, build_identifier)
+        cfg = load_config(config, {})
+        result = run_async(lambda: heal_command(cfg, HealRequest(p, b, verify=verify)))
+        show(heal_lines(result))
         return result.exit_code
 
     guarded(go, _debug(ctx, debug))

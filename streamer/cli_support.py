@@ -60,6 +60,7 @@ Environment (flag > environment > config file > default):
   STREAMER_KEEP_HOURLY ... STREAMER_KEEP_MANUAL   backups kept per periodicity
   STREAMER_LOCK_LEASE backup lock lease (15m), renewed every lease/3
   STREAMER_CLEANUP_HORIZON      age of abandoned leftovers cleanup removes (24h)
+  STREAMER_HEAL_LIMIT time a backup may spend giving other regions runs they lack (15m; 0: off)
   STREAMER_LAYOUT     streamer (default) or adt (WEBSITE_URL, WEBSITE_NAME)
   STREAMER_CONFIG     config file (default /etc/streamer/streamer.toml)"""
 
@@ -74,6 +75,14 @@ VERIFY_HELP = """\b
 Exit codes:
   0    every region holds the backup, its hashes match, and the regions agree
   1    a region is missing it, a hash does not match, or the regions disagree"""
+
+HEAL_HELP = """\b
+Exit codes:
+  0    every region holds every committed run intact (healed, or nothing to do)
+  1    nothing could be done: no copy succeeded, or no region answered
+  2    usage or configuration error (e.g. STREAMER_LAYOUT=adt)
+  3    some healed, but a region still lacks a run (unreachable, no good source, limit)
+  130  interrupted; the copy in progress aborted, nothing half-committed"""
 
 MAINTENANCE_HELP = """\b
 Exit codes:

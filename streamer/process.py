@@ -61,6 +61,22 @@ def exit_text(code: int) -> str:
     return f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
 
 
+# Credentials streamer itself uses: no source or client inherits them from
+# streamer's environment (pg_dump is given its PGPASSWORD explicitly, from
+# DB_PASSWORD, in ``env``).  An operator's own PGPASSWORD or MYSQL_PWD is left
+# to the database clients that read it; hooks get none of SECRET_ENV.
+STREAMER_SECRETS = frozenset({
+    "S3_SECRET_KEY", "S3_ACCESS_KEY", "DB_PASSWORD", "AWS_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN",
+})
+SECRET_ENV = STREAMER_SECRETS | {"PGPASSWORD", "MYSQL_PWD"}
+
+
+def inherited_environment() -> dict[str, str]:
+    """streamer's environment without its own secrets."""
+    return {k: v for k, v in os.environ.items() if k not in STREAMER_SECRETS}
+
+
 class Child:
     """One running child process (see the module docstring)."""
 
@@ -74,10 +90,11 @@ class Child:
               replace_env: bool = False, cwd: str | None = None,
               stdin: int | None = subprocess.DEVNULL, stdout: int | None = subprocess.PIPE,
               stderr: int | None = subprocess.PIPE, pass_fds: Sequence[int] = ()) -> Child:
-        """Start ``argv`` in its own session; ``env`` is merged onto ``os.environ``
-        (or is the whole environment with ``replace_env``).  Raises OSError if
-        it cannot start."""
-        environment = dict(env or {}) if replace_env else {**os.environ, **(env or {})}
+        """Start ``argv`` in its own session; ``env`` is merged onto streamer's
+        environment without its secrets (or is the whole environment with
+        ``replace_env``).  Raises OSError if it cannot start."""
+        environment = dict(env or {}) if replace_env else {**inherited_environment(),
+                                                             **(env or {})}
         proc = subprocess.Popen(
             list(argv), stdin=stdin, stdout=stdout, stderr=stderr, env=environment, cwd=cwd,
             start_new_session=True, close_fds=True, pass_fds=tuple(pass_fds))

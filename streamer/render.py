@@ -21,8 +21,10 @@ from streamer.commands.backup import BackupOutcome
 from streamer.commands.check import CheckResult
 from streamer.commands.cleanup import CleanupResult
 from streamer.commands.common import PruneResult, SeriesCleanup
+from streamer.commands.heal import HealResult
 from streamer.commands.list import ListResult
 from streamer.errors import EXIT_FAILED
+from streamer.housekeeping.heal_plan import RunId
 from streamer.layout.catalog import RunListing
 from streamer.model import BackupResult, Observer
 from streamer.readback.restore import FailedAttempt, RestoreReport
@@ -108,6 +110,8 @@ def housekeeping_lines(outcome: BackupOutcome, quiet: bool) -> list[Line]:
     if outcome.cleanup is not None:
         out += cleanup_region_lines(outcome.cleanup, quiet_if_nothing=True)
         out += [Line(f"warning: cleanup: {p}", err=True) for p in outcome.cleanup.problems]
+    if outcome.heal is not None:
+        out += heal_lines(outcome.heal, quiet_if_nothing=True)
     if outcome.retention is not None:
         out += prune_lines(outcome.retention, quiet_if_nothing=True)
     return out
@@ -196,13 +200,28 @@ def run_record(run: RunListing, now: datetime) -> dict[str, Any]:
             **({"previous_copy": True} if run.key_suffix else {})}
 
 
+def _run_id_record(run: RunId) -> dict[str, str]:
+    return {"build": run.build, "periodicity": run.periodicity.value, "stamp": run.stamp}
+
+
+def _missing_records(result: ListResult) -> list[dict[str, Any]]:
+    """Every run some region lacks, and those regions (``list --json``'s "missing")."""
+    lacking: dict[RunId, list[int]] = {}
+    for r in result.regions:
+        for rid in r.lacks:
+            lacking.setdefault(rid, []).append(r.index)
+    return [{**_run_id_record(rid), "regions": sorted(idx)}
+            for rid, idx in sorted(lacking.items(), key=lambda kv: str(kv[0]), reverse=True)]
+
+
 def list_lines(result: ListResult, json_out: bool) -> list[Line]:
     out: list[Line] = []
     if json_out:
         out.append(Line(json.dumps({"regions": [
             {"index": r.index, "endpoint": r.endpoint, "ok": r.error is None, "error": r.error,
-             "backups": [run_record(run, result.now) for run in r.runs]}
-            for r in result.regions]}, indent=2)))
+             "backups": [run_record(run, result.now) for run in r.runs],
+             "lacks": [_run_id_record(run) for run in r.lacks]}
+            for r in result.regions], "missing": _missing_records(result)}, indent=2)))
     else:
         for r in result.regions:
             if r.error is not None:
@@ -217,8 +236,44 @@ def list_lines(result: ListResult, json_out: bool) -> list[Line]:
                 when = age((result.now - run.when).total_seconds())
                 out.append(Line(f"  {run.build}/{run.periodicity.value}/{run.stamp}  age {when}"
                                 f"  {arts}  total {_mb(run.size)}{mark}"))
+            out.extend(Line(f"  lacks {rid}, which another region holds (`streamer heal` copies it)")
+                       for rid in r.lacks)
     if result.errors:
         out.append(Line("streamer: list incomplete: " + "; ".join(result.errors), err=True))
+    return out
+
+
+# ---------------------------------------------------------------- heal
+
+
+def heal_lines(result: HealResult, quiet_if_nothing: bool = False) -> list[Line]:
+    """What ``heal`` (or a backup's heal) copied, and what is still missing where.
+    ``quiet_if_nothing``: nothing at all when there was nothing to do."""
+    out: list[Line] = []
+    label = result.labels.get
+    for c in result.copies:
+        why = "" if c.copy.reason == "missing" else f" (its copy was damaged: {c.copy.reason})"
+        if c.ok:
+            assert c.source is not None
+            out.append(Line(f"heal {c.copy.run}: {label(c.copy.target)} <- {label(c.source)}: "
+                            f"{_rate(c.bytes, c.seconds)}{why}"))
+        else:
+            out.append(Line(f"heal {c.copy.run}: {label(c.copy.target)} still lacks it{why}: "
+                            + "; ".join(c.failures), err=True))
+    for u in result.unhealable:
+        out.append(Line(f"heal {u.run}: {label(u.target)} lacks it ({u.reason}) and no region "
+                        "that answered holds it intact", err=True))
+    for index, error in sorted(result.unreachable.items()):
+        out.append(Line(f"heal: {label(index)} not healed: {error}", err=True))
+    if result.limit_reached:
+        out.append(Line(f"heal: stopped at the limit ({result.limit:.0f} s, STREAMER_HEAL_LIMIT); "
+                        "the rest is healed next time", err=True))
+    if quiet_if_nothing and not out:
+        return out
+    copied = sum(c.bytes for c in result.healed)
+    out.append(Line(f"heal: {result.runs_checked} committed run(s) checked, {len(result.healed)} "
+                    f"cop{'y' if len(result.healed) == 1 else 'ies'} made ({_mb(copied)}), "
+                    f"memory peak {_mb(result.budget_peak)} of {_mb(result.budget_limit)}"))
     return out
 
 

@@ -3,7 +3,9 @@
 Integration tests talk to real servers: three SeaweedFS regions started by
 ``scripts/regions up`` (idempotent; ``scripts/test`` starts them first), a
 moto server (a second, independently written S3 server, started here on a
-free port for the session), the machine's MariaDB and PostgreSQL.  A missing
+free port for the session), the machine's MariaDB and PostgreSQL, and a
+PostgreSQL of the suite's own with scram-sha-256 authentication
+(tests/pgserver.py, started here for the session).  A missing
 server is a failure, never a skip.
 Async tests run on asyncio with uvloop.
 """
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 # and restore tests, whichever directory pytest collects first
 sys.path.insert(0, str(Path(__file__).parent / "db"))
 
+from pgserver import PgServer, ServerError, scram_server
 from s3util import RegionsEnv, load_regions_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,3 +105,13 @@ def streamer_env(regions: RegionsEnv, bucket: str, tmp_path: Path) -> dict[str, 
     tmp.mkdir()
     env["TMPDIR"] = str(tmp)
     return env
+
+
+@pytest.fixture(scope="session")
+def scram_postgres() -> Iterator[PgServer]:
+    """A PostgreSQL that demands passwords (scram-sha-256), on a free port; removed at the end."""
+    try:
+        with scram_server() as server:
+            yield server
+    except ServerError as e:
+        pytest.fail(f"the suite's own PostgreSQL did not start: {e}")

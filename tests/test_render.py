@@ -173,3 +173,31 @@ def test_check_lines() -> None:
     assert texts(lines, err=True) == ["streamer: config check: database: preflight: no such db"]
     [out] = texts(check_lines(result, json_out=True))
     assert json.loads(out)["ok"] is False and result.exit_code == 2
+
+
+def test_heal_lines_and_exit_codes() -> None:
+    from streamer.commands.heal import CopyOutcome, HealResult
+    from streamer.housekeeping.heal_plan import Copy, RunId
+    from streamer.model import Periodicity
+    from streamer.render import heal_lines
+
+    run = RunId("site-1", Periodicity.HOURLY, "20260501T023007Z")
+    labels = {1: "region 1 (a)", 2: "region 2 (b)", 3: "region 3 (c)"}
+    nothing = HealResult(labels, runs_checked=2)
+    assert heal_lines(nothing, quiet_if_nothing=True) == [] and nothing.exit_code == 0
+    done = CopyOutcome(Copy(run, 2, "missing", (1, 3), 4_000_000), 1, 4_000_000, 2.0)
+    failed = CopyOutcome(Copy(run, 3, "webroot holds 1 bytes, the manifest says 4000000", (1,), 1),
+                         failures=["from region 1 (a): boom"])
+    result = HealResult(labels, [done, failed], runs_checked=2, limit=60, limit_reached=True,
+                        budget_limit=64_000_000, budget_peak=16_000_000)
+    assert texts(heal_lines(result)) == [
+        "heal site-1/hourly/20260501T023007Z: region 2 (b) <- region 1 (a): 4.0 MB in 2.00 s (2 MB/s)",
+        "heal: 2 committed run(s) checked, 1 copy made (4.0 MB), memory peak 16.0 MB of 64.0 MB"]
+    assert texts(heal_lines(result), err=True) == [
+        "heal site-1/hourly/20260501T023007Z: region 3 (c) still lacks it (its copy was damaged: "
+        "webroot holds 1 bytes, the manifest says 4000000): from region 1 (a): boom",
+        "heal: stopped at the limit (60 s, STREAMER_HEAL_LIMIT); the rest is healed next time"]
+    assert result.exit_code == 3  # some healed, some not
+    assert HealResult(labels, [failed]).exit_code == 1  # nothing could be done
+    assert HealResult(labels, [done]).exit_code == 0
+    assert HealResult(labels, [done], unreachable={3: "down"}).exit_code == 3

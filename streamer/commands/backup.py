@@ -22,10 +22,12 @@ import anyio
 
 from streamer import model
 from streamer.commands.common import PruneResult, SeriesCleanup, clean_series, prune_all
+from streamer.commands.heal import HealRequest, HealResult, heal_clients
 from streamer.db import prepare_dump
-from streamer.errors import EXIT_FAILED, StreamerError
+from streamer.errors import EXIT_FAILED, EXIT_PARTIAL, StreamerError
 from streamer.housekeeping.lease import Holder, new_holder
 from streamer.housekeeping.lock import BackupLock, hold_lock
+from streamer.layout.base import Layout
 from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Series
 from streamer.pipeline.budget import check_budget_fits
@@ -60,6 +62,7 @@ class BackupOutcome:
     taken_over: list[Holder] = field(default_factory=list)
     cleanup: SeriesCleanup | None = None
     retention: PruneResult | None = None
+    heal: HealResult | None = None  # the runs of this series given to regions that lacked them
     error: StreamerError | None = None
 
     @property
@@ -108,6 +111,8 @@ async def backup(request: BackupRequest) -> BackupOutcome:
                         config, series.periodicity, series.build, extra_sources=extra,
                         observer=request.observer, now=started, layout=layout,
                         regions=regions)
+                if result.exit_code != EXIT_FAILED:
+                    outcome.heal = await _heal_after(request, layout, clients, result)
                 if result.exit_code != EXIT_FAILED and layout.no_retention is None:
                     # Only where this run committed: elsewhere the older runs
                     # may be all that region has (it is healed first).
@@ -122,6 +127,31 @@ async def backup(request: BackupRequest) -> BackupOutcome:
     except StreamerError as e:
         outcome.error = e
     return outcome
+
+
+async def _heal_after(request: BackupRequest, layout: Layout, clients: list[ObjectStore],
+                      result: BackupResult) -> HealResult | None:
+    """After the run's own commit: record where it is missing, then give the
+    regions that just committed the newest runs of the series they lack
+    (copied from a region holding them), for at most STREAMER_HEAL_LIMIT.
+    Whatever heal does, the backup's exit code is its own run's."""
+    if result.exit_code == EXIT_PARTIAL:
+        result.warnings.extend(
+            f"region {r.index} lacks this run; `streamer heal` or the next backup copies it there"
+            for r in result.regions if r.status != "committed")
+    limit = request.ops.heal_limit
+    if limit <= 0 or layout.no_heal is not None:
+        return None
+    targets = frozenset(r.index for r in result.committed)
+    try:
+        healed = await heal_clients(request.config, layout, clients, [request.series],
+                                    HealRequest(check_etags=False, targets=targets, limit=limit))
+    except StreamerError as e:
+        result.warnings.append(f"heal: {e}")
+        return None
+    if healed.remaining:
+        result.warnings.append("heal incomplete (see above); `streamer heal` retries it")
+    return healed
 
 
 def _drop(regions: list[RegionRun], failed: dict[int, str], quorum: int) -> list[ObjectStore]:

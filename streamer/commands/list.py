@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import anyio
 
 from streamer.errors import EXIT_FAILED, EXIT_OK, StoreFailure
+from streamer.housekeeping.heal_plan import RunId, find_gaps, missing_by_region
 from streamer.layout.catalog import CATALOG_POLICY, RunListing
 from streamer.layout.choice import layout_for
 from streamer.model import Periodicity
@@ -28,6 +29,9 @@ class RegionRuns:
     endpoint: str
     runs: list[RunListing] = field(default_factory=list)
     error: str | None = None
+    # committed runs another region holds and this one lacks, newest first
+    # (`streamer heal` copies them; empty with the ADT layout, which heal does not apply to)
+    lacks: list[RunId] = field(default_factory=list)
 
 
 @dataclass
@@ -71,4 +75,8 @@ async def list_backups(config: Config, periodicity: Periodicity | None = None,
                     tg.start_soon(one, client)
     for region in regions.values():
         region.runs.sort(key=_order)
+    if layout.no_heal is None:
+        answered = {i: r.runs for i, r in regions.items() if r.error is None}
+        for index, lacking in missing_by_region(find_gaps(answered)).items():
+            regions[index].lacks = lacking
     return ListResult(now, [regions[i] for i in sorted(regions)])

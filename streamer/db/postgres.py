@@ -157,7 +157,9 @@ async def _pg_connect(cfg: DatabaseConfig, where: str) -> Any:
                 host=cfg.host,
                 port=cfg.effective_port,
                 user=cfg.user,
-                password=cfg.password or None,  # None: PGPASSWORD / ~/.pgpass, as libpq
+                # a plain str: asyncpg's SCRAM refuses a str subclass (Secret)
+                # None: PGPASSWORD / ~/.pgpass, as libpq
+                password=str(cfg.password) if cfg.password else None,
                 database=cfg.name,
                 timeout=CONNECT_TIMEOUT,
                 server_settings={"application_name": "streamer"},

@@ -166,6 +166,8 @@ class AdtLayout(Layout):
     name = "adt"
     no_retention = ("ADT layout: each periodicity keeps the current copy and the .BACKUP one; "
                     "nothing to prune")
+    no_heal = ("ADT layout: each periodicity keeps one copy per name, replaced by the next "
+               "backup; heal works with STREAMER_LAYOUT=streamer")
 
     def __init__(self, config: Config) -> None:
         self._config = config

@@ -59,6 +59,7 @@ class Layout(ABC):
     name: str
     codec: Codec
     no_retention: str | None = None  # why retention does not apply here; None: it does
+    no_heal: str | None = None  # why `streamer heal` does not apply here; None: it does
 
     @abstractmethod
     def bucket(self, periodicity: Periodicity | None) -> str:

@@ -52,7 +52,7 @@ async def region_worker(fanout: Fanout, region: RegionRun, art: ArtifactRun,
     if not region.alive:
         state.fail(region.failure or "region dropped")
         with anyio.CancelScope(shield=True):
-            await abort_upload(region.store(art), art.key, state)
+            await abort_upload(region.store(art), art.key, state, fanout.config.stall_timeout)
 
 
 async def _send_part(region: RegionRun, art: ArtifactRun, state: UploadState,
@@ -87,11 +87,15 @@ async def _send_part(region: RegionRun, art: ArtifactRun, state: UploadState,
         slots.release()
 
 
-async def abort_upload(client: ObjectStore, key: str, state: UploadState) -> None:
-    """Abort one region's multipart upload, best effort, bounded in time."""
-    if state.upload_id is None or state.completed:
+async def abort_upload(client: ObjectStore, key: str, state: UploadState,
+                       bound: float = ABORT_TIMEOUT) -> None:
+    """Abort one region's multipart upload, best effort, once, bounded in time
+    (a region dropped for no progress: by the stall timeout, docs/RELIABILITY.md).
+    What an abort could not remove is left for `streamer cleanup`."""
+    if state.upload_id is None or state.completed or state.abort_tried:
         return
-    with anyio.move_on_after(min(ABORT_TIMEOUT, 2 * client.request_timeout)):
+    state.abort_tried = True
+    with anyio.move_on_after(min(ABORT_TIMEOUT, bound, 2 * client.request_timeout)):
         try:
             await client.abort_multipart(key, state.upload_id)
         except StoreFailure:

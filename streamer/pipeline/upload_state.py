@@ -31,6 +31,7 @@ class UploadState:
     source_ok: bool | None = None  # None: still running
     failure: str | None = None
     completed: bool = False
+    abort_tried: bool = False  # aborted once (or tried): a dead region is not waited on twice
 
     def created(self, upload_id: str) -> None:
         if self.upload_id is not None:

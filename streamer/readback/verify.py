@@ -33,6 +33,7 @@ class RegionCheck:
     problem: str | None = None
     verified_bytes: int = 0
     seconds: float = 0.0
+    lacks: bool = False  # the region holds no committed copy of the run
 
     @property
     def ok(self) -> bool:
@@ -65,7 +66,7 @@ async def check_region(client: ObjectStore, run: RunListing | None, stamp: str,
     check = RegionCheck(client)
     started = time.monotonic()
     if run is None or run.manifest_key is None:
-        check.problem = f"no committed backup {stamp}"
+        check.problem = f"no committed backup {stamp} (its runs could not be listed)"
         return check
     try:
         check.manifest = await read_manifest(client, run.manifest_key, run.key_suffix)
@@ -94,6 +95,11 @@ class VerifyReport:
         return [c for c in self.checks if not c.ok]
 
     @property
+    def lacking(self) -> list[int]:
+        """The regions without a committed copy of the run."""
+        return [c.client.index for c in self.checks if c.lacks]
+
+    @property
     def exit_code(self) -> int:
         return EXIT_FAILED if self.bad else EXIT_OK
 
@@ -113,6 +119,13 @@ async def verify_run(config: Config, clients: list[ObjectStore], layout: Layout,
     async with anyio.create_task_group() as tg:
         for client in clients:
             tg.start_soon(one, client)
+    holders = ", ".join(str(i) for i in sorted(holding))
+    for index, check in checks.items():
+        listed = not any(u.startswith(check.client.label) for u in located.unreachable)
+        if index not in holding and listed:  # it answered without this run: say who has it
+            check.lacks = True
+            check.problem = (f"lacks {located.stamp}, which region(s) {holders} hold "
+                             "(`streamer heal` copies it there)")
     fingerprints = {i: c.manifest.fingerprint() for i, c in checks.items() if c.manifest}
     for index, reference in disagreements(fingerprints).items():
         if checks[index].ok:

@@ -24,13 +24,8 @@ from typing import Any, Literal
 
 import anyio
 
-from streamer.process import Child
+from streamer.process import SECRET_ENV, Child
 
-# Never handed to a hook: credentials streamer itself uses.
-SECRET_ENV = frozenset({
-    "S3_SECRET_KEY", "S3_ACCESS_KEY", "DB_PASSWORD", "AWS_SECRET_ACCESS_KEY",
-    "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "PGPASSWORD", "MYSQL_PWD",
-})
 TAIL_LINES = 20
 TAIL_BYTES = 8192
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a timed-out hook's group

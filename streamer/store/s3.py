@@ -325,7 +325,9 @@ def client_config(checksum: ChecksumMode, request_timeout: float, pool: int) -> 
         signature_version="s3v4",
         connect_timeout=min(10.0, request_timeout),
         read_timeout=request_timeout,
-        retries={"max_attempts": 1, "mode": "standard"},  # streamer retries itself
+        # One attempt per call: streamer retries itself (store/retry.py).  botocore's
+        # "max_attempts" counts retries, so it would add one more; "total_max_attempts" does not.
+        retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=pool,
         request_checksum_calculation="when_supported" if checksum == "crc32" else "when_required",
         response_checksum_validation="when_required",

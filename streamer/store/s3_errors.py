@@ -7,6 +7,9 @@ connection problem, and never a key or a secret.
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 from botocore.exceptions import BotoCoreError, ClientError
 
 from streamer.errors import StoreFailure
@@ -25,8 +28,29 @@ def translate(region: str, operation: str, exc: BaseException) -> StoreFailure:
         return StoreFailure(region, operation, f"{code or status}: {message}", transient, status, code)
     if isinstance(exc, TimeoutError):
         return StoreFailure(region, operation, "timed out", True)
+    plain = _plain_cause(region, operation, exc)
+    if plain is not None:
+        return plain
     if isinstance(exc, BotoCoreError | OSError):
         # Connection refused, DNS, read timeouts: the message names the endpoint, never a key.
         return StoreFailure(region, operation, type(exc).__name__ + ": " + str(exc), True)
     text = f"{type(exc).__name__}: {exc}"
     return StoreFailure(region, operation, text, True)
+
+
+def _plain_cause(region: str, operation: str, exc: BaseException) -> StoreFailure | None:
+    """An untrusted certificate or a host name that does not resolve, said in
+    plain words (docs/RELIABILITY.md); None for anything else.  Neither is
+    retried: trying again cannot help."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # botocore -> aiohttp -> ssl/socket
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError) and hasattr(seen, "verify_message"):
+            return StoreFailure(region, operation,
+                                f"TLS certificate not trusted ({seen.verify_message}); set AWS_CA_BUNDLE "
+                                "to a CA bundle that trusts it", False)
+        if isinstance(seen, socket.gaierror) and seen.errno == socket.EAI_NONAME:
+            return StoreFailure(region, operation, f"host name does not resolve ({seen.strerror})", False)
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -70,13 +70,15 @@ def restore_stored_dump(data: bytes, cfg: DatabaseConfig) -> None:
 
 class CmdlineWatch:
     """Scans every /proc/*/cmdline while a backup runs: did a dump run, did any
-    process carry the password on its command line?"""
+    process carry the password on its command line, and which variables of a
+    dump's environment held it (``PGPASSWORD`` is how pg_dump gets it)?"""
 
     def __init__(self, password: str, dump_names: tuple[str, ...]) -> None:
         self.password = password.encode()
         self.dump_names = dump_names
         self.saw_dump = False
         self.leaks: list[str] = []
+        self.dump_env_with_password: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -93,7 +95,18 @@ class CmdlineWatch:
                     self.leaks.append(cmd.decode(errors="replace"))
                 if any(n.encode() in cmd.split(b"\0")[0] for n in self.dump_names):
                     self.saw_dump = True
+                    self._read_environ(pid)
             time.sleep(0.002)
+
+    def _read_environ(self, pid: str) -> None:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return
+        for var in environ.split(b"\0"):
+            name, _, value = var.partition(b"=")
+            if self.password in value:
+                self.dump_env_with_password.add(name.decode(errors="replace"))
 
     def __enter__(self) -> CmdlineWatch:
         self._thread.start()

@@ -7,7 +7,8 @@ drops them again.
 
 PostgreSQL on these machines authenticates 127.0.0.1 with ``trust``
 (pg_hba.conf), so a wrong password is accepted: the bad-credentials test uses a
-role that does not exist, which trust still rejects.
+role that does not exist, which trust still rejects.  Passwords are proven
+against the suite's own scram-sha-256 server (tests/db/test_pg_password.py).
 
 Async tests run on the ``anyio_backend`` of tests/conftest.py (asyncio + uvloop).
 """
@@ -135,8 +136,11 @@ def assert_one_line_preflight(e: PreflightError, *must: str, secret: str = "") -
 # ---------------------------------------------------------------- PostgreSQL
 
 
-async def pg_admin(database: str = "postgres", user: str = PG_ADMIN) -> Any:
-    return await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=user, database=database)
+async def pg_admin(database: str = "postgres", user: str = PG_ADMIN, **server: Any) -> Any:
+    """A connection to the machine's server, or to another one (``server``:
+    asyncpg.connect arguments, e.g. ``PgServer.connect_args()``)."""
+    return await asyncpg.connect(**{"host": PG_HOST, "port": PG_PORT, "user": user,
+                                    "database": database, **server})
 
 
 @contextlib.asynccontextmanager
@@ -214,8 +218,8 @@ PG_TABLES = ["public.big", "public.blobs", "public.empty_t", "public.nulls", "pu
              'shop.Order "Items" Tbl']
 
 
-async def pg_populate(database: str, owner: str) -> None:
-    conn = await pg_admin(database, owner)
+async def pg_populate(database: str, owner: str, **server: Any) -> None:
+    conn = await pg_admin(database, owner, **server)
     try:
         await conn.execute(PG_SCHEMA)
         await conn.executemany("INSERT INTO texts (t) VALUES ($1)", [(t,) for t in TEXTS])
@@ -229,9 +233,9 @@ def pg_quote(key: str) -> str:
     return '"' + schema + '"."' + table.replace('"', '""') + '"'
 
 
-async def pg_fingerprint(database: str) -> dict[str, tuple[int, str]]:
+async def pg_fingerprint(database: str, **server: Any) -> dict[str, tuple[int, str]]:
     """Row count and an md5 over every row's text of every table (and the view)."""
-    conn = await pg_admin(database)
+    conn = await pg_admin(database, **server)
     try:
         await conn.execute("SET TimeZone = 'UTC'; SET extra_float_digits = 3")
         keys = [f"{r[0]}.{r[1]}" for r in await conn.fetch(

@@ -51,7 +51,8 @@ def test_a_backup_killed_mid_upload_is_invisible_and_cleaned_up(
 
     run = run_streamer(["list", "--json"], env)
     assert run.code == 0, run.stderr
-    assert all(r["backups"] == [] for r in json.loads(run.stdout)["regions"])
+    listed = json.loads(run.stdout)["regions"]
+    assert [(r["index"], r["ok"], r["backups"]) for r in listed] == [(i, True, []) for i in (1, 2, 3)]
     run = run_streamer(["restore", "hourly", "killme", "--webroot", str(tmp_path / "r")], env)
     assert run.code == 1 and "no committed backup" in run.stderr
 

@@ -275,22 +275,50 @@ def test_refused_region_with_quorum_all_commits_nothing(regions: RegionsEnv, buc
         assert regions.uploads(i, bucket) == []
 
 
-def test_tar_failure_commits_nothing(regions: RegionsEnv, bucket: str,
-                                     streamer_env: dict[str, str], tmp_path: Path) -> None:
-    """An unreadable directory (root without CAP_DAC_*, as a web user would be): tar exits 2."""
+def _last_in_readdir_order(root: Path, first: str) -> Path:
+    """A new directory under ``root`` that readdir lists after ``first`` (the
+    order GNU tar archives a directory's entries in, by default): names are
+    tried until the file system's order puts it last."""
+    for n in range(200):
+        candidate = root / f"locked-{n}"
+        candidate.mkdir()
+        if os.listdir(root) == [first, candidate.name]:
+            return candidate
+        candidate.rmdir()
+    raise AssertionError(f"no name that {root}'s readdir lists after {first}")
+
+
+def test_tar_failure_after_parts_were_uploaded_commits_nothing(
+        regions: RegionsEnv, bucket: str, streamer_env: dict[str, str], tmp_path: Path) -> None:
+    """tar exits 2 (an unreadable directory: root without CAP_DAC_*, as a web
+    user would be) only after every region has acknowledged parts: the
+    unreadable directory is read last, after 96 MiB of incompressible data that
+    cannot pass a 32 MiB budget unless parts are sent.  Nothing is committed and
+    no multipart upload is left behind."""
     root = tmp_path / "www"
-    make_tree(root)
-    _big_tree(root / "zz-media", 64 * MiB)  # parts are uploaded before tar meets the bad dir
-    locked = root / "zzz-locked"
-    locked.mkdir()
+    root.mkdir()
+    block = os.urandom(8 * MiB)
+    with open(root / "media.bin", "wb") as f:
+        for j in range(12):
+            f.write(block[j:] + block[:j])
+    locked = _last_in_readdir_order(root, "media.bin")
     (locked / "f").write_text("x")
     locked.chmod(0)
-    env = {**streamer_env, "STREAMER_WEBROOT": str(root)}
-    run = run_streamer(["hourly", "site-6"], env,
-                       prefix=["setpriv", "--bounding-set=-dac_override,-dac_read_search"])
-    locked.chmod(0o755)
+    env = {**streamer_env, "STREAMER_WEBROOT": str(root), "STREAMER_MEMORY_BUDGET": "32MiB"}
+    try:
+        run = run_streamer(["hourly", "site-6", "--json"], env,
+                           prefix=["setpriv", "--bounding-set=-dac_override,-dac_read_search"])
+    finally:
+        locked.chmod(0o755)
     assert run.code == 1, run.stdout + run.stderr
     assert "tar exited with status 2" in run.stderr and "Permission denied" in run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["exit_code"] == 1 and summary["regions_committed"] == 0
+    # The run's own report: every region had acknowledged parts before tar failed
+    # (at least (96 - 32) MiB less zstd's window, in parts of at most 16 MiB).
+    acknowledged = {r["index"]: r["parts_acknowledged"] for r in summary["regions"]}
+    assert sorted(acknowledged) == [1, 2, 3]
+    assert all(n >= 3 for n in acknowledged.values()), acknowledged
     for i in (1, 2, 3):
         assert regions.keys(i, bucket) == []
         assert regions.uploads(i, bucket) == []
@@ -317,11 +345,13 @@ def test_stalled_region_is_dropped_and_the_others_commit(regions: RegionsEnv, bu
                                                          streamer_env: dict[str, str],
                                                          tmp_path: Path) -> None:
     """Region 3 freezes (SIGSTOP) mid-run: after the stall timeout it is dropped, its
-    upload abandoned, and the other two commit (exit 3 under STREAMER_QUORUM=2)."""
+    upload abandoned, and the other two commit (exit 3 under STREAMER_QUORUM=2).
+    The stall timeout is 6 s, not less: a healthy region on a loaded 2-core
+    machine must not be dropped too (each phase left waits that long on region 3)."""
     root = tmp_path / "www"
     _big_tree(root, 192 * MiB)
     env = {**streamer_env, "STREAMER_WEBROOT": str(root), "STREAMER_QUORUM": "2",
-           "STREAMER_STALL_TIMEOUT": "3", "STREAMER_REQUEST_TIMEOUT": "4",
+           "STREAMER_STALL_TIMEOUT": "6", "STREAMER_REQUEST_TIMEOUT": "8",
            "STREAMER_MEMORY_BUDGET": "64MiB"}
     regions_cmd = [str(Path(__file__).parents[2] / "scripts" / "regions")]
     proc = subprocess.Popen([*STREAMER, "hourly", "stall"], env=env, stdout=subprocess.PIPE,

@@ -27,7 +27,7 @@ async def test_acquire_waits_for_release_and_tracks_peak() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(second)
-        await anyio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # it ran until it had to wait
         assert not got.is_set() and budget.used == 60  # backpressure
         budget.release(60)
         await got.wait()
@@ -89,7 +89,7 @@ async def test_pool_waits_for_a_buffer_or_budget_and_drops_other_sizes() -> None
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(third)
-        await anyio.sleep(0.05)
+        await anyio.wait_all_tasks_blocked()  # it ran until it had to wait
         assert not got  # 120 > 100: backpressure
         pool.give_back(held.pop(), 40)
     assert len(got) == 1 and budget.used == 80

@@ -38,7 +38,7 @@ def test_verify_passes_untouched_and_names_the_corrupt_region(
     run = run_streamer(["verify", "hourly", "vsite", "--at", m["stamp"]], env)
     assert run.code == 1
     assert f"region 3 (127.0.0.1:{regions.endpoints[2].rsplit(':', 1)[1]}): BAD" in run.stdout
-    assert "no committed backup" in run.stdout
+    assert f"lacks {m['stamp']}, which region(s) 1, 2 hold (`streamer heal`" in run.stdout
 
 
 def test_verify_names_a_region_whose_manifest_disagrees(

@@ -14,8 +14,13 @@ def test_durations() -> None:
     assert parse_duration("X", "15m") == 900
     assert parse_duration("X", "24h") == 86400
     assert parse_duration("X", "1.5d") == 129600
-    assert parse_ops({}) == OpsConfig(900.0, 86400.0)
+    assert parse_ops({}) == OpsConfig(900.0, 86400.0, 900.0)
     assert parse_ops({"STREAMER_LOCK_LEASE": "5s", "STREAMER_CLEANUP_HORIZON": "0"}) == OpsConfig(5, 0)
+    assert parse_ops({"STREAMER_HEAL_LIMIT": "2m"}).heal_limit == 120
+    assert parse_ops({"STREAMER_HEAL_LIMIT": "off"}).heal_limit == 0
+    assert parse_ops({"STREAMER_HEAL_LIMIT": "0"}).heal_limit == 0
+    with pytest.raises(ConfigError, match="STREAMER_HEAL_LIMIT"):
+        parse_ops({"STREAMER_HEAL_LIMIT": "a while"})
     with pytest.raises(ConfigError, match="STREAMER_LOCK_LEASE"):
         parse_ops({"STREAMER_LOCK_LEASE": "1s"})
     with pytest.raises(ConfigError, match="not a duration"):
