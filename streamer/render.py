@@ -157,18 +157,31 @@ def restore_lines(report: RestoreReport) -> list[Line]:
     where = f"{report.what}/{report.stamp}"
     for event in report.events:
         if isinstance(event, FailedAttempt):
-            then = "no region left" if event.last else "trying the next region"
-            out.append(Line(f"streamer: {event.artifact} from {event.region} failed: {event.error}; "
-                            f"{then}", err=True))
-        elif event.stats is not None:
+            out.append(Line(_failed_attempt(event), err=True))
+            continue
+        read = _rate(event.size, event.seconds) + " downloaded"
+        if event.downloaded > event.size:
+            read += (f"; {event.downloaded / 1e6:.1f} MB read in all "
+                     f"({event.downloaded / max(event.size, 1):.2f}x the stored size)")
+        if event.stats is not None:
             s = event.stats
             out.append(Line(f"restored webroot of {where} from {event.region} into {event.into}: "
-                            f"{s.files} files, {s.dirs} directories, {s.links} links; "
-                            f"{_rate(event.size, event.seconds)} downloaded"))
+                            f"{s.files} files, {s.dirs} directories, {s.links} links; {read}"))
         else:
             out.append(Line(f"restored {event.artifact} of {where} from {event.region} into "
-                            f"{event.into!r}: {_rate(event.size, event.seconds)} downloaded"))
+                            f"{event.into!r}: {read}"))
     return out
+
+
+def _failed_attempt(event: FailedAttempt) -> str:
+    at = "" if event.at is None else f" at byte {event.at}"
+    if event.last:
+        then = "no region left"
+    elif event.at is None:
+        then = "trying the next region"
+    else:
+        then = "resuming there from the next region"
+    return f"streamer: {event.artifact} from {event.region} failed{at}: {event.error}; {then}"
 
 
 def verify_lines(report: VerifyReport) -> list[Line]:
@@ -287,6 +300,8 @@ def prune_lines(result: PruneResult, quiet_if_nothing: bool = False) -> list[Lin
     out: list[Line] = []
     for p in result.pruned:
         r = p.report
+        out.extend(Line(f"warning: retention {p.series}: {r.region}: kept {stamp}, under Object "
+                        f"Lock until {until:%Y-%m-%d %H:%M}Z", err=True) for stamp, until in r.locked)
         if quiet_if_nothing and not r.removed:
             continue
         removed = f", removed {len(r.removed)}: {' '.join(r.removed)}" if r.removed else ", removed none"

@@ -130,16 +130,24 @@ def test_restore_lines() -> None:
         FailedAttempt("webroot", "region 1 (a)", "region 1 (a): hash mismatch", last=False),
         Restored("webroot", "region 2 (b)", str(Path("/srv/www")), 2_000_000, 1.0,
                  ExtractStats(files=3, dirs=2, links=1)),
-        Restored("database", "region 2 (b)", "shop", 1_000_000, 0.5)])
+        Restored("database", "region 2 (b)", "shop", 1_000_000, 0.5),
+        FailedAttempt("webroot", "region 1 (a)", "region 1 (a): reset", last=False, at=8_388_608),
+        Restored("webroot", "region 1 (a) then region 2 (b)", "/w", 2_000_000, 1.0, None,
+                 2_500_000)])
     lines = restore_lines(report)
     assert texts(lines) == [
         "restored webroot of site-1/hourly/20260501T023007Z from region 2 (b) into /srv/www: "
         "3 files, 2 directories, 1 links; 2.0 MB in 1.00 s (2 MB/s) downloaded",
         "restored database of site-1/hourly/20260501T023007Z from region 2 (b) into 'shop': "
-        "1.0 MB in 0.50 s (2 MB/s) downloaded"]
+        "1.0 MB in 0.50 s (2 MB/s) downloaded",
+        "restored webroot of site-1/hourly/20260501T023007Z from region 1 (a) then region 2 (b) "
+        "into '/w': 2.0 MB in 1.00 s (2 MB/s) downloaded; 2.5 MB read in all (1.25x the stored "
+        "size)"]
     assert texts(lines, err=True) == [
         "streamer: region 3: down; using the other regions",
-        "streamer: webroot from region 1 (a) failed: region 1 (a): hash mismatch; trying the next region"]
+        "streamer: webroot from region 1 (a) failed: region 1 (a): hash mismatch; trying the next region",
+        "streamer: webroot from region 1 (a) failed at byte 8388608: region 1 (a): reset; "
+        "resuming there from the next region"]
     assert report.exit_code == 0
 
 

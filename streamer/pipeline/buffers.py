@@ -12,9 +12,14 @@ exactly when the memory is.
 
 from __future__ import annotations
 
+import gc
+import math
 import weakref
 
+import anyio
+
 from streamer.pipeline.budget import ByteBudget
+from streamer.pipeline.chunker import Part
 from streamer.store.base import PartBody
 
 
@@ -24,6 +29,8 @@ class BufferPool:
         self.free: dict[int, list[PartBody]] = {}
         self.allocated = 0  # buffers created (for the benchmarks and tests)
         self.reused = 0
+        self.orphans: list[Part] = []  # freed parts whose buffer something still referenced
+        self.collections = 0  # garbage collections run for them
 
     async def take(self, size: int) -> PartBody:
         """A buffer of exactly ``size`` bytes: pooled if one is free, else new
@@ -41,9 +48,34 @@ class BufferPool:
                 weakref.finalize(body, self.budget.release, size)
                 self.allocated += 1
                 return body
-            if self._drop_other_sizes(size):
+            if self._drop_other_sizes(size) or self._collect_orphans():
                 continue
-            await self.budget.changed()  # a release, or a buffer given back
+            # A release, or a buffer given back; while orphans linger, look again soon.
+            with anyio.move_on_after(1.0 if self.orphans else math.inf):
+                await self.budget.changed()
+
+    def orphaned(self, part: Part) -> None:
+        """A freed part's buffer was still referenced (see Part.release): wake
+        the producer to collect it if the budget is spent."""
+        self.orphans.append(part)
+        self.budget.notify()
+
+    def _collect_orphans(self) -> bool:
+        """Collect garbage once per batch of orphaned buffers, when the budget is spent.
+
+        A request cancelled mid-part (a dropped region) leaves the part's buffer
+        referenced from its frames, kept alive by the exception's traceback: a
+        reference cycle, freed only by the cycle collector, which a producer
+        that allocates nothing while it waits may never run.  Its finalizer
+        then returns the budget here and now; True if any came back."""
+        self.orphans = [p for p in self.orphans if p.lingering]
+        if not self.orphans:
+            return False
+        before = self.budget.used
+        gc.collect()
+        self.collections += 1
+        self.orphans = [p for p in self.orphans if p.lingering]
+        return self.budget.used < before
 
     def give_back(self, body: PartBody, size: int) -> None:
         """Pool a buffer nothing else holds (see Part.done); one that was

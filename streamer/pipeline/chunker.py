@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import sys
+import weakref
 from collections.abc import Callable, Iterable
 
 from streamer.codec import Compression, CountingSource, compressing_reader
@@ -49,6 +50,7 @@ class Part:
         self.size = len(body)
         self.holders: set[int] = {PRODUCER, *holders}
         self._body: PartBody | None = body
+        self._ref = weakref.ref(body)  # to tell when the buffer itself is gone
         self._on_free = on_free
         self.digest = ("", "")  # (algorithm, hex), set by seal: recorded in the manifest
 
@@ -58,6 +60,11 @@ class Part:
     @property
     def freed(self) -> bool:
         return self._body is None
+
+    @property
+    def lingering(self) -> bool:
+        """Freed, but its buffer is still alive (referenced from elsewhere)."""
+        return self._body is None and self._ref() is not None
 
     def holds(self, holder: int) -> bool:
         return holder in self.holders

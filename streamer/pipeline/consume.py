@@ -35,13 +35,14 @@ async def region_worker(fanout: Fanout, region: RegionRun, art: ArtifactRun,
     with anyio.CancelScope() as scope:
         region.scopes.add(scope)
         try:
-            upload_id = await region.store(art).create_multipart(art.key, art.content_type)
+            upload_id = await region.store(art).create_multipart(art.key, art.content_type,
+                                                                 art.retention)
             state.created(upload_id)
             slots = anyio.Semaphore(fanout.config.parts_in_flight)
             async with anyio.create_task_group() as tg, recv:
                 async for part in recv:
                     await slots.acquire()
-                    tg.start_soon(_send_part, region, art, state, part, slots)
+                    tg.start_soon(_send_part, fanout, region, art, state, part, slots)
         except* (StoreFailure, RegionError) as group:
             reason = str(first_leaf(group))
             state.fail(reason)
@@ -55,7 +56,7 @@ async def region_worker(fanout: Fanout, region: RegionRun, art: ArtifactRun,
             await abort_upload(region.store(art), art.key, state, fanout.config.stall_timeout)
 
 
-async def _send_part(region: RegionRun, art: ArtifactRun, state: UploadState,
+async def _send_part(fanout: Fanout, region: RegionRun, art: ArtifactRun, state: UploadState,
                      part: Part, slots: anyio.Semaphore) -> None:
     """Send one part until it is acknowledged (retrying), or the region gives up."""
     region.sending.add(part)
@@ -80,6 +81,7 @@ async def _send_part(region: RegionRun, art: ArtifactRun, state: UploadState,
             state.part_acked(part.number, etag)
             region.outstanding -= 1
             region.last_progress = time.monotonic()
+            fanout.lag_changed()
             return
     finally:
         region.sending.discard(part)

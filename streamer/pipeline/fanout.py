@@ -13,9 +13,10 @@ A ``Part`` is held once; every region sends the same buffer.  When the last
 region has acknowledged it (or was dropped) the buffer goes back to the
 ``BufferPool`` for a later part; the producer waits on the pool and the
 ``ByteBudget`` before it fills the next one: that is the backpressure.
-A region that fails a part too often, or makes no progress for the stall
-timeout, is dropped: its uploads are aborted (under a shielded cancel scope)
-and the others go on.  When fewer regions than the quorum remain, the whole
+A region that fails a part too often, makes no progress for the stall
+timeout, or keeps the producer waiting on it alone for longer than the lag
+limit (``LagMeter``, lag.py), is dropped: its uploads are aborted (under a
+shielded cancel scope) and the others go on.  When fewer regions than the quorum remain, the whole
 run is cancelled.
 """
 
@@ -34,12 +35,13 @@ from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.buffers import BufferPool
 from streamer.pipeline.chunker import ChunkFiller, Part
 from streamer.pipeline.consume import region_worker
+from streamer.pipeline.lag import LagMeter, alone_region
 from streamer.pipeline.produce import Senders, produce
 from streamer.pipeline.sizing import MAX_PARTS, part_size
 from streamer.pipeline.upload_state import Decision, UploadState
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
-from streamer.store.base import ObjectStore, PartBody
+from streamer.store.base import ObjectStore, PartBody, Retention
 from streamer.tarframe import TarMember
 
 
@@ -97,6 +99,7 @@ class ArtifactRun:
     filler: ChunkFiller | None = None  # live counters while the source streams
     started: float = 0.0
     finished: float = 0.0
+    retention: Retention | None = None  # Object Lock of its objects and the manifest's
 
     def result(self) -> ArtifactResult:
         """What this artifact did, as the reports see it."""
@@ -124,6 +127,11 @@ class Fanout:
         # would only take CPU from the producer, which is the critical path.
         self.sealing = anyio.CapacityLimiter(1)
         self._on_below_quorum = on_below_quorum
+        # The lag limit's account (docs/RELIABILITY.md): producers blocked on
+        # the budget, parts not yet queued, and whom the producer waits on.
+        self.lag = LagMeter(config.lag_limit)
+        self.producers_waiting = 0
+        self.unqueued = 0
 
     @property
     def live(self) -> list[RegionRun]:
@@ -135,6 +143,7 @@ class Fanout:
             return
         region.alive = False
         region.failure = reason
+        region.client.sever()  # unsent part bytes must not hold their buffers
         # Parts this region is still sending are released by their sender when
         # it stops (it is cancelled below); every other claim goes now.
         for part in list(self.held):
@@ -142,17 +151,40 @@ class Fanout:
                 part.release(region.index)
         for scope in list(region.scopes):
             scope.cancel()
+        self.lag_changed()
         if len(self.live) < self.config.effective_quorum:
             self._on_below_quorum()
+
+    def lag_changed(self) -> None:
+        """Tell the lag meter whom the producer now waits on alone (call after
+        any change of a region's outstanding parts or of the producers' waiting)."""
+        live = self.live
+        self.lag.observe(time.monotonic(), alone_region(
+            self.producers_waiting, self.unqueued, (r.index for r in live if r.outstanding),
+            len(live)))
+
+    async def take_buffer(self, size: int) -> PartBody:
+        """A buffer for the next part from the pool, waiting for the budget (the
+        backpressure); the wait is accounted for the lag limit."""
+        self.producers_waiting += 1
+        self.lag_changed()
+        try:
+            return await self.pool.take(size)
+        finally:
+            self.producers_waiting -= 1
+            self.lag_changed()
 
     def part_freed(self, part: Part, body: PartBody | None) -> None:
         """A part's last holder let go: pool its buffer (None: something still references it)."""
         self.held.discard(part)
         if body is not None:
             self.pool.give_back(body, part_size(part.number, self.max_part))
+        else:
+            self.pool.orphaned(part)
 
     async def watch_stalls(self) -> None:
-        """Drop a region that has work but made no progress for the stall timeout."""
+        """Drop a region that has work but made no progress for the stall
+        timeout, or that is past the lag limit."""
         while True:
             await anyio.sleep(1.0)
             now = time.monotonic()
@@ -160,6 +192,21 @@ class Fanout:
                 idle = now - region.last_progress
                 if region.outstanding and idle > self.config.stall_timeout:
                     self.region_failed(region, f"no progress for {idle:.0f} s (stall timeout)")
+            self.drop_laggards(now)
+
+    def drop_laggards(self, now: float) -> None:
+        """Drop each region the producer has waited on alone past the lag limit,
+        as long as the quorum can still be met without it (otherwise the run
+        needs it, and waiting is the only way to commit)."""
+        regions = {r.index: r for r in self.live}
+        for index in self.lag.over(now):
+            region = regions.get(index)
+            if region is None or len(self.live) <= self.config.effective_quorum:
+                continue
+            waited = self.lag.waited_on(index, now)
+            self.region_failed(region, f"{region.label}: too slow: the others waited "
+                                       f"{waited:.0f} s on it alone (STREAMER_LAG_LIMIT="
+                                       f"{self.config.lag_limit:g}); left for a later run to heal")
 
     async def stream(self, art: ArtifactRun) -> None:
         """Run one artifact's source into every live region's multipart upload.

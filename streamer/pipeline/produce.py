@@ -126,7 +126,7 @@ async def _cut_parts(fanout: Fanout, art: ArtifactRun, filler: ChunkFiller, send
                 raise SourceError(f"{art.name} exceeds {MAX_PARTS} parts of at most "
                                   f"{fanout.max_part} bytes", "raise STREAMER_MEMORY_BUDGET")
             size = part_size(number, fanout.max_part)
-            body = await fanout.pool.take(size)
+            body = await fanout.take_buffer(size)
             start = reserve if number == 1 else 0
             n = await anyio.to_thread.run_sync(fill, body, start, abandon_on_cancel=True)
             if start:
@@ -151,6 +151,7 @@ def _queue(fanout: Fanout, art: ArtifactRun, number: int, body: PartBody, sender
     holders = (r.index for r in fanout.live if r.index in senders)
     part = Part(number, body, holders, fanout.part_freed)
     fanout.held.add(part)
+    fanout.unqueued += 1  # every region has work coming: nobody is alone
     art.max_part_size = max(art.max_part_size, len(part))
     sealers.start_soon(_seal_and_queue, fanout, art, part, senders)
 
@@ -194,6 +195,8 @@ async def _seal_and_queue(fanout: Fanout, art: ArtifactRun, part: Part, senders:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 part.release(region.index)  # the worker is gone: it is being dropped
     finally:
+        fanout.unqueued -= 1
+        fanout.lag_changed()
         part.release(PRODUCER)
 
 

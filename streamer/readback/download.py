@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -69,8 +69,10 @@ class ObjectRef:
 
 
 async def fetch_ordered(client: ObjectStore, ref: ObjectRef, send: MemoryObjectSendStream[Chunk],
-                        range_size: int = RANGE_SIZE, in_flight: int = MAX_IN_FLIGHT) -> None:
-    """Fetch ``ref`` in ranges, ``in_flight`` at a time, and send them in order."""
+                        range_size: int = RANGE_SIZE, in_flight: int = MAX_IN_FLIGHT,
+                        counted: Callable[[int], None] | None = None) -> None:
+    """Fetch ``ref`` in ranges, ``in_flight`` at a time, and send them in order;
+    ``counted`` is told the size of every range that arrived."""
     ranges = plan_ranges(ref.size, range_size)
     done: dict[int, Chunk] = {}
     arrived: dict[int, anyio.Event] = {}
@@ -81,6 +83,8 @@ async def fetch_ordered(client: ObjectStore, ref: ObjectRef, send: MemoryObjectS
 
     async def fetch(i: int, start: int, end: int) -> None:
         done[i] = await client.get_range(ref.key, start, end, ref.etag or None)
+        if counted is not None:
+            counted(len(done[i]))
         event(i).set()
 
     async def schedule(tg: anyio.abc.TaskGroup) -> None:
@@ -176,15 +180,29 @@ class HashingReader(io.RawIOBase):
 
 
 async def stream_object(client: ObjectStore, ref: ObjectRef, consume: Callable[[HashingReader], T],
-                        *, range_size: int = RANGE_SIZE, in_flight: int = MAX_IN_FLIGHT) -> T:
-    """Download ``ref`` into ``consume`` (run in a worker thread) and verify it.
+                        *, range_size: int = RANGE_SIZE, in_flight: int = MAX_IN_FLIGHT,
+                        counted: Callable[[int], None] | None = None) -> T:
+    """Download ``ref`` from one region into ``consume`` (run in a worker thread)
+    and verify it end to end (the path of a manifest without per-part digests)."""
+    async def fetch(send: MemoryObjectSendStream[Chunk]) -> None:
+        await fetch_ordered(client, ref, send, range_size, in_flight, counted)
+
+    return await stream_with(fetch, ref, client.label, consume)
+
+
+Fetch = Callable[[MemoryObjectSendStream[Chunk]], Awaitable[None]]
+
+
+async def stream_with(fetch: Fetch, ref: ObjectRef, where: str,
+                      consume: Callable[[HashingReader], T]) -> T:
+    """Run ``fetch`` (which sends the object's bytes in order, then closes the
+    stream) beside ``consume`` in a worker thread, and check size and SHA-256.
 
     ``consume`` may call ``reader.finish()`` itself before making its work
     permanent (the database client); it is called again after ``consume``
     returns.  A failure of the download wins over the consumer's complaint
     about a short stream."""
     send, recv = anyio.create_memory_object_stream[Chunk](0)
-    where = client.label
 
     def receive() -> Chunk | None:
         try:
@@ -203,9 +221,9 @@ async def stream_object(client: ObjectStore, ref: ObjectRef, consume: Callable[[
 
     async def fetcher(tg: anyio.abc.TaskGroup) -> None:
         try:
-            await fetch_ordered(client, ref, send, range_size, in_flight)
+            await fetch(send)
         except Exception as e:  # raised below, outside the task group
-            # A failed range arrives wrapped in fetch_ordered's task group: the
+            # A failed range arrives wrapped in the fetch's task group: the
             # caller (a region fallback) must see the StoreFailure itself.
             leaf = first_leaf(e)
             fetch_error.append(leaf if isinstance(leaf, Exception) else e)

@@ -1,20 +1,27 @@
 """``streamer restore``: a committed backup streamed back.
 
     pick the run   newest committed stamp among the regions that answer (or --at)
-    per artifact   try the regions holding that run in order (or only --region N):
-                   HEAD (size, ETag) -> ranged GETs -> SHA-256 -> decompress ->
+    per artifact   read from the regions holding that run in order (or only --region N):
+                   HEAD (size, ETag) -> ranged GETs -> each part's digest ->
+                   SHA-256 of the whole -> decompress ->
                    webroot: safe tar extraction into a temporary directory inside
                             the target, moved into place only once the hash matched
-                   database: the engine's client (database.restore_client)
-                   a region that fails (unreachable, missing object, hash or
-                   archive damage) is reported and the next one is tried
+                   database: the engine's client (database.restore_client); the
+                            ADT layout's copy is read out of its one tar member
+                            (extract.tar_member), from the bucket its manifest names
+                   a region that fails mid-read (unreachable, reset, timed out, a
+                   part that does not match) is reported, and the read resumes in
+                   the next region from the first part not yet handed downstream
+                   (readback/resume.py); tar or the client never restart.  A
+                   manifest without per-part digests (older backups) is read
+                   from one region at a time, from byte zero in the next.
 
 The database: PostgreSQL is restored by ``psql --single-transaction``, and the
 hash is checked *before* psql sees the end of its input -- on a mismatch psql
 is killed and its transaction never commits.  MariaDB/MySQL dumps are not one
 transaction (DDL commits implicitly), so their stored copy is first verified
-with a hash-only pass, then streamed again into the client (both passes pinned
-to the same ETag).  The target database must exist; it should be empty (a
+with a hash-only pass, then streamed again into the client (each pass pinned
+to its regions' ETags).  The target database must exist; it should be empty (a
 PostgreSQL restore into a database holding the same tables fails and rolls
 back; a MariaDB dump drops and recreates the tables it contains).
 """
@@ -22,33 +29,28 @@ back; a MariaDB dump drops and recreates the tables it contains).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Protocol, TypeVar
 
 import anyio
 
-from streamer import model
 from streamer.codec import DECOMPRESS_ERRORS, decompressed
 from streamer.db import restore_client
-from streamer.errors import ConfigError, IntegrityError, NotFound, RegionError, StoreFailure, StreamerError
+from streamer.errors import ConfigError, IntegrityError, StreamerError
 from streamer.layout.base import Layout
-from streamer.layout.catalog import RunListing, StoredArtifact, StoredManifest, newest_stamp, read_manifest
+from streamer.layout.catalog import StoredArtifact
+from streamer.manifest import PartDigests
 from streamer.model import Series
 from streamer.process import Child
-from streamer.readback.download import (
-    RANGE_SIZE,
-    HashingReader,
-    ObjectRef,
-    ranges_in_flight,
-    stream_object,
-)
+from streamer.readback.download import HashingReader, stream_object
 from streamer.readback.extract import (
     BLOCK,
     TEMP_PREFIX,
@@ -61,11 +63,64 @@ from streamer.readback.extract import (
     same_owner_default,
     tar_member,
 )
+from streamer.readback.resume import REGION_FAILURES, Source, Stop, Tally, stream_parts
+from streamer.readback.sources import (
+    Download,
+    Holders,
+    Located,
+    choose_regions,
+    locate,
+    validate_stamp,
+)
 from streamer.settings.config import Config, DatabaseConfig
 from streamer.store.base import ObjectStore
 
-RunsOf = Callable[[ObjectStore], Awaitable[list[RunListing]]]  # one region's runs of a series
 T = TypeVar("T")
+
+
+class Read(Protocol):
+    """Stream one artifact into ``consume`` (a worker thread), checked; again on a
+    second call (MariaDB's two passes)."""
+
+    async def __call__(self, consume: Callable[[HashingReader], T]) -> T: ...
+
+
+@dataclass
+class OneRegion:
+    """A copy without per-part digests: read from one region, checked end to end."""
+
+    source: Source
+    dl: Download
+    tally: Tally
+
+    async def __call__(self, consume: Callable[[HashingReader], T]) -> T:
+        self.tally.regions.append(self.source.label)
+        return await stream_object(self.source.client, self.source.ref, consume,
+                                   range_size=self.dl.range_size, in_flight=self.dl.in_flight,
+                                   counted=self.tally.count)
+
+
+@dataclass
+class Resuming:
+    """A copy with per-part digests: every part checked, resumed in the next region."""
+
+    source: Source
+    holders: Holders
+    parts: PartDigests
+    dl: Download
+    tally: Tally
+    on_stop: Callable[[Stop], None]
+
+    async def __call__(self, consume: Callable[[HashingReader], T]) -> T:
+        return await stream_parts(self.source, self._next, self.parts, consume,
+                                  range_size=self.dl.range_size, in_flight=self.dl.in_flight,
+                                  tally=self.tally, on_stop=self.on_stop)
+
+    async def _next(self) -> Source | None:
+        following = await self.holders.next()
+        if following is not None:
+            self.source = following  # a second pass starts where the first ended
+        return following
 
 
 @dataclass(frozen=True)
@@ -77,59 +132,6 @@ class RestoreRequest:
     region: int | None = None  # only this region (1-based)
     force: bool = False  # restore into a non-empty directory (merging, like tar -x)
 
-
-def validate_stamp(at: str | None) -> str | None:
-    if at is None:
-        return None
-    if not model.STAMP_RE.fullmatch(at):
-        raise ConfigError(f"--at {at!r} is not a stamp", "use YYYYMMDDTHHMMSSZ as `streamer list` shows")
-    return at
-
-
-def choose_regions(clients: list[ObjectStore], region: int | None) -> list[ObjectStore]:
-    if region is None:
-        return clients
-    if not 1 <= region <= len(clients):
-        raise ConfigError(f"--region {region} does not exist", f"use 1 to {len(clients)}")
-    return [clients[region - 1]]
-
-
-@dataclass(frozen=True)
-class Located:
-    """A committed run and the regions holding it, in the order to try them."""
-
-    stamp: str
-    holders: list[tuple[ObjectStore, RunListing]]
-    unreachable: list[str]
-
-
-async def locate(clients: list[ObjectStore], runs_of: RunsOf, at: str | None,
-                 what: str) -> Located:
-    """List every region at once; pick the newest committed stamp (or ``at``)."""
-    found: dict[int, list[RunListing]] = {}
-    errors: dict[int, str] = {}
-
-    async def one(client: ObjectStore) -> None:
-        try:
-            found[client.index] = [r for r in await runs_of(client) if r.committed]
-        except StoreFailure as e:
-            errors[client.index] = str(e)
-
-    async with anyio.create_task_group() as tg:
-        for c in clients:
-            tg.start_soon(one, c)
-    if not found:
-        raise StreamerError(f"no region answered: {'; '.join(errors.values())}",
-                            "check S3_HOST_BASE and the network")
-    stamp = at or newest_stamp(r for runs in found.values() for r in runs)
-    if stamp is None:
-        raise NotFound(f"no committed backup of {what} in any region that answered",
-                       "check the build identifier and periodicity with `streamer list`")
-    holders = [(c, r) for c in clients for r in found.get(c.index, []) if r.stamp == stamp]
-    if not holders:
-        raise NotFound(f"no committed backup {what}/{stamp} in any region that answered",
-                       "see `streamer list` for the stamps there are")
-    return Located(stamp, holders, [errors[i] for i in sorted(errors)])
 
 
 def prepare_target(target: Path, force: bool) -> bool:
@@ -145,39 +147,12 @@ def prepare_target(target: Path, force: bool) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class Download:
-    range_size: int
-    in_flight: int
-
-    @staticmethod
-    def for_config(config: Config, streams: int = 1) -> Download:
-        """``streams`` objects read at once share the memory budget (verify: every region)."""
-        return Download(RANGE_SIZE, ranges_in_flight(config.memory_budget // max(1, streams)))
-
-
-def artifact_store(client: ObjectStore, art: StoredArtifact) -> ObjectStore:
-    """Where an artifact is stored in this region: the manifest's bucket, or its own."""
-    return client if art.bucket is None else client.sibling(art.bucket)
-
-
-async def object_ref(client: ObjectStore, manifest: StoredManifest, art: StoredArtifact) -> ObjectRef:
-    key = manifest.key_of(art)
-    head = await client.head_object(key)
-    if head is None:
-        raise IntegrityError(f"{client.label}: {key} is missing", "the stored copy is incomplete")
-    size, etag = head
-    if size != art.stored_size:
-        raise IntegrityError(f"{client.label}: {key} holds {size} bytes, the manifest says "
-                             f"{art.stored_size}", "the stored copy is damaged")
-    return ObjectRef(key, size, art.sha256, etag, art.head)
-
 
 # ---------------------------------------------------------------- webroot
 
 
-async def restore_tree(client: ObjectStore, ref: ObjectRef, compression: str, target: Path,
-                       dl: Download, same_owner: bool) -> ExtractStats:
+async def restore_tree(read: Read, compression: str, target: Path,
+                       same_owner: bool) -> ExtractStats:
     """Extract into a temporary directory inside ``target``; move into place once verified.
 
     The extraction runs in a worker thread of this process, beside the download
@@ -188,9 +163,8 @@ async def restore_tree(client: ObjectStore, ref: ObjectRef, compression: str, ta
         def consume(reader: HashingReader) -> ExtractStats:
             return extract_tar(decompressed(reader, compression), temp, same_owner)
 
-        stats = await stream_object(client, ref, consume, range_size=dl.range_size,
-                                    in_flight=dl.in_flight)
-        # The stream's SHA-256 matched the manifest (stream_object): make it real.
+        stats = await read(consume)
+        # The stream's SHA-256 matched the manifest (HashingReader.finish): make it real.
         await anyio.to_thread.run_sync(promote, temp, target)
         await anyio.to_thread.run_sync(_remove_if_exists, temp)  # before: it touches target
         await anyio.to_thread.run_sync(apply_dir_attrs, target, stats.dir_attrs, same_owner)
@@ -232,11 +206,10 @@ def _feed(reader: HashingReader, compression: str, stdin: IO[bytes], member: str
     stdin.close()
 
 
-async def restore_database(client: ObjectStore, ref: ObjectRef, compression: str,
-                           db: DatabaseConfig, dl: Download, member: str | None = None) -> None:
+async def restore_database(read: Read, compression: str, db: DatabaseConfig,
+                           member: str | None = None) -> None:
     if db.engine in ("maria", "mysql"):
-        await stream_object(client, ref, lambda reader: None, range_size=dl.range_size,
-                            in_flight=dl.in_flight)
+        await read(lambda reader: None)
     with restore_client(db) as source:
         try:
             child = Child.spawn(source.argv, env=source.env, stdin=subprocess.PIPE,
@@ -249,11 +222,9 @@ async def restore_database(client: ObjectStore, ref: ObjectRef, compression: str
         stdin = child.proc.stdin
         error: Exception | None = None
         try:
-            await child.supervise(stream_object(
-                client, ref, lambda reader: _feed(reader, compression, stdin, member),
-                range_size=dl.range_size, in_flight=dl.in_flight))
-        except IntegrityError:
-            raise  # a damaged copy: the client was killed before its input ended
+            await child.supervise(read(lambda reader: _feed(reader, compression, stdin, member)))
+        except REGION_FAILURES:
+            raise  # a damaged copy or no region left: the client was killed before its input ended
         except Exception as e:
             error = e
         with anyio.CancelScope(shield=True):
@@ -269,29 +240,30 @@ async def restore_database(client: ObjectStore, ref: ObjectRef, compression: str
 # ---------------------------------------------------------------- the command
 
 
-REGION_FAILURES = (StoreFailure, IntegrityError, RegionError)
-
-
 @dataclass(frozen=True)
 class Restored:
-    """One artifact restored from one region."""
+    """One artifact restored, from one region or, resumed, from several."""
 
     artifact: str  # "webroot" | "database"
-    region: str  # the region's label
+    region: str  # the region's label ("region 1 then region 2" when resumed)
     into: str  # the directory, or the database's name
-    size: int  # bytes downloaded
+    size: int  # the stored size
     seconds: float
     stats: ExtractStats | None = None  # the webroot's files, directories, links
+    downloaded: int = 0  # bytes that arrived, every pass and region (re-reads included)
 
 
 @dataclass(frozen=True)
 class FailedAttempt:
-    """One artifact that one region could not deliver; ``last``: no region was left."""
+    """One region that could not deliver (the rest of) an artifact; ``at``: the
+    first byte it had not delivered, where the next region resumed; ``last``:
+    no region was left."""
 
     artifact: str
     region: str
     error: str
     last: bool
+    at: int | None = None
 
 
 @dataclass
@@ -311,9 +283,9 @@ class RestoreReport:
 
 async def restore_run(config: Config, clients: list[ObjectStore], layout: Layout,
                       request: RestoreRequest) -> RestoreReport:
-    """Pick the run and restore each wanted artifact from the first region that
-    delivers it whole.  Errors before the run is located are raised; later ones
-    end up in the report's ``error``, after what was done."""
+    """Pick the run and restore each wanted artifact from the regions holding
+    it.  Errors before the run is located are raised; later ones end up in the
+    report's ``error``, after what was done."""
     what = str(request.series)
     at = validate_stamp(request.at)
     wanted = (["webroot"] if request.webroot is not None else []) + \
@@ -350,37 +322,60 @@ async def _restore_all(config: Config, located: Located, wanted: list[str], requ
         raise
 
 
+async def _deliver(config: Config, name: str, request: RestoreRequest, art: StoredArtifact,
+                   read: Read, same_owner: bool) -> tuple[str, ExtractStats | None]:
+    if name == "webroot":
+        assert request.webroot is not None
+        return str(request.webroot), await restore_tree(read, art.compression, request.webroot,
+                                                        same_owner)
+    await restore_database(read, art.compression, config.database, art.member)
+    return config.database.name, None
+
+
 async def _restore_artifact(config: Config, located: Located, name: str, request: RestoreRequest,
                             dl: Download, same_owner: bool, report: RestoreReport) -> None:
+    """Long: the two ways to read (resuming, or one region after another from
+    byte zero for a manifest without per-part digests) share the reporting."""
     failures: list[str] = []
-    what = report.what
-    for n, (client, run) in enumerate(located.holders, 1):
+    where = f"the {name} of {report.what}/{located.stamp}"
+
+    def failed(region: str, error: StreamerError, at: int | None = None) -> None:
+        failures.append(str(error))
+        report.events.append(FailedAttempt(name, region, str(error), False, at))
+
+    holders = Holders(located, name, report.what, failed)
+    source = await holders.next()
+    while source is not None:
+        art, tally = holders.artifact, Tally()
+        assert art is not None
+        read: Read = OneRegion(source, dl, tally) if art.parts is None else Resuming(
+            source, holders, art.parts, dl, tally, lambda s: failed(s.region, s.error, s.at))
+        started = time.monotonic()
         try:
-            assert run.manifest_key is not None
-            manifest = await read_manifest(client, run.manifest_key, run.key_suffix)
-            art = manifest.artifacts.get(name)
-            if art is None:
-                raise NotFound(f"backup {what}/{located.stamp} has no {name}",
-                               "it was made without one")
-            store = artifact_store(client, art)
-            ref = await object_ref(store, manifest, art)
-            started = time.monotonic()
-            if name == "webroot":
-                assert request.webroot is not None
-                stats = await restore_tree(store, ref, art.compression, request.webroot, dl,
-                                           same_owner)
-                report.events.append(Restored(name, client.label, str(request.webroot), ref.size,
-                                              time.monotonic() - started, stats))
-            else:
-                await restore_database(store, ref, art.compression, config.database, dl,
-                                       art.member)
-                report.events.append(Restored(name, client.label, config.database.name, ref.size,
-                                              time.monotonic() - started))
-            return
+            into, stats = await _deliver(config, name, request, art, read, same_owner)
         except REGION_FAILURES as e:
-            failures.append(str(e))
-            report.events.append(FailedAttempt(name, client.label, str(e),
-                                               last=n == len(located.holders)))
-    raise StreamerError(f"restore of the {name} of {what}/{located.stamp} failed in every region: "
-                        + "; ".join(failures),
+            if art.parts is None:  # start again from byte zero in the next region
+                failed(source.label, e)
+                source = await holders.next()
+                continue
+            if not tally.stops or tally.stops[-1].error is not e:
+                # Every part matched its digest, so every region holds these bytes.
+                failed(" then ".join(dict.fromkeys(tally.regions)) or source.label, e)
+                _mark_last(report)
+                raise StreamerError(f"restore of {where} failed: {e}",
+                                    "every region holds the same bytes; try another --at stamp"
+                                    ) from None
+            break
+        report.events.append(Restored(name, " then ".join(dict.fromkeys(tally.regions)), into,
+                                      art.stored_size, time.monotonic() - started, stats,
+                                      tally.downloaded))
+        return
+    _mark_last(report)
+    raise StreamerError(f"restore of {where} failed in every region: " + "; ".join(failures),
                         "nothing was restored from a damaged copy; try another --at stamp")
+
+
+def _mark_last(report: RestoreReport) -> None:
+    last = report.events[-1] if report.events else None
+    if isinstance(last, FailedAttempt):
+        report.events[-1] = dataclasses.replace(last, last=True)

@@ -4,7 +4,9 @@ For the newest committed stamp among the regions (or ``--at``), every region is
 checked at once: its manifest must exist and agree with the other regions'
 (same artifacts, sizes and SHA-256), and every artifact is streamed back
 (ranged GETs, as restore reads) and its size and SHA-256 compared with that
-region's manifest.  Nothing is decompressed or written.  One line per region;
+region's manifest; with per-part digests each part is checked too, and a bad
+copy is named down to its first bad part and offset.  Nothing is decompressed
+or written.  One line per region;
 exit 0 if every region is good, 1 otherwise, naming the region and the key.
 """
 
@@ -19,9 +21,11 @@ import anyio
 from streamer.errors import EXIT_FAILED, EXIT_OK, IntegrityError, RegionError, StoreFailure
 from streamer.layout.base import Layout
 from streamer.layout.catalog import RunListing, StoredManifest, read_manifest
+from streamer.manifest import PartDigests
 from streamer.model import Series
 from streamer.readback.download import stream_object
-from streamer.readback.restore import Download, artifact_store, locate, object_ref, validate_stamp
+from streamer.readback.resume import Source, Tally, stream_parts
+from streamer.readback.sources import Download, artifact_store, locate, object_ref, validate_stamp
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore
 
@@ -71,15 +75,29 @@ async def check_region(client: ObjectStore, run: RunListing | None, stamp: str,
     try:
         check.manifest = await read_manifest(client, run.manifest_key, run.key_suffix)
         for art in check.manifest.artifacts.values():
-            store = artifact_store(client, art)
+            store = artifact_store(client, art)  # the ADT layout's database: its own bucket
             ref = await object_ref(store, check.manifest, art)
-            await stream_object(store, ref, lambda reader: None, range_size=dl.range_size,
-                                in_flight=dl.in_flight)
+            await _read(Source(store, ref), art.parts, dl)
             check.verified_bytes += ref.size
     except (StoreFailure, IntegrityError, RegionError) as e:
         check.problem = str(e).removeprefix(client.label + ": ")
     check.seconds = time.monotonic() - started
     return check
+
+
+async def _read(source: Source, parts: PartDigests | None, dl: Download) -> None:
+    """One region's copy, hashed; with per-part digests, part by part (the first
+    bad part is named, and no other region is read)."""
+    if parts is None:
+        await stream_object(source.client, source.ref, lambda reader: None,
+                            range_size=dl.range_size, in_flight=dl.in_flight)
+        return
+
+    async def no_other_region() -> Source | None:
+        return None
+
+    await stream_parts(source, no_other_region, parts, lambda reader: None,
+                       range_size=dl.range_size, in_flight=dl.in_flight, tally=Tally())
 
 
 @dataclass

@@ -52,7 +52,8 @@ async def copy_object(store: S3Store, source_key: str, key: str) -> bool:
     try:
         if size <= store.copy_limit:
             await store._call("CopyObject", lambda: store.client.copy_object(
-                Bucket=store.bucket, Key=key, CopySource=source, CopySourceIfMatch=etag))
+                Bucket=store.bucket, Key=key, CopySource=source, CopySourceIfMatch=etag),
+                limit=store.timeouts.copy())
         else:
             await _multipart_copy(store, source, key, size, etag,
                                   str(head.get("ContentType") or "application/octet-stream"))
@@ -75,10 +76,11 @@ async def _multipart_copy(store: S3Store, source: dict[str, str], key: str, size
             answer = await store._call("UploadPartCopy", functools.partial(
                 store.client.upload_part_copy, Bucket=store.bucket, Key=key, UploadId=upload_id,
                 PartNumber=number, CopySource=source, CopySourceRange=f"bytes={start}-{end}",
-                CopySourceIfMatch=etag))
+                CopySourceIfMatch=etag), limit=store.timeouts.copy())
             parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
         await store._call("CompleteMultipartUpload", lambda: store.client.complete_multipart_upload(
-            Bucket=store.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}))
+            Bucket=store.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}),
+            limit=store.timeouts.complete(len(parts)))
     except BaseException:
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
             try:

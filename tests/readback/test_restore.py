@@ -99,7 +99,7 @@ def test_restore_uses_the_next_region_when_the_first_copy_is_corrupt(
     target = tmp_path / "out"
     run = run_streamer(["restore", "hourly", "rsite", "--webroot", str(target)], env)
     assert run.code == 0, run.stdout + run.stderr
-    assert "webroot from region 1" in run.stderr and "trying the next region" in run.stderr
+    assert "webroot from region 1" in run.stderr and "from the next region" in run.stderr
     assert "from region 2" in run.stdout
     assert snapshot(target) == snapshot(root)
 

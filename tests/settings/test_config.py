@@ -107,12 +107,22 @@ def test_sizes(text: str, value: int) -> None:
                                  {"DATABASE_INSTALLATION_TYPE": "Oracle"},
                                  {"DATABASE_INSTALLATION_TYPE": "Maria"},
                                  {"S3_HOST_BASE": "ftp://x"}, {"STREAMER_BUCKET": "Bad_Bucket"},
-                                 {"EXCLUDE_FROM_BACKUP": "../etc"}, {"STREAMER_KEEP_HOURLY": "0"}])
+                                 {"EXCLUDE_FROM_BACKUP": "../etc"}, {"STREAMER_KEEP_HOURLY": "0"},
+                                 {"STREAMER_LAG_LIMIT": "-5"}, {"STREAMER_LAG_LIMIT": "soon"},
+                                 {"STREAMER_MIN_PART_RATE": "100"}, {"STREAMER_MIN_PART_RATE": "fast"},
+                                 {"STREAMER_REQUEST_TIMEOUT": "0"}])
 def test_bad_values_are_config_errors(bad: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as info:
         cfg(**bad)
     assert info.value.exit_code == 2
     assert "\n" not in str(info.value)
+
+
+def test_lag_limit_is_seconds_or_a_duration_and_zero_turns_it_off() -> None:
+    assert cfg().lag_limit == 300.0
+    assert cfg(STREAMER_LAG_LIMIT="90").lag_limit == 90.0
+    assert cfg(STREAMER_LAG_LIMIT="10m").lag_limit == 600.0
+    assert cfg(STREAMER_LAG_LIMIT="0").lag_limit == 0.0
 
 
 def test_excludes_merge_and_strip() -> None:
