@@ -21,10 +21,11 @@ import pytest
 from streamer import tarframe
 from streamer.layout.adt import DUMPS
 from streamer.layout.choice import layout_for
-from streamer.model import Periodicity
+from streamer.model import Periodicity, Series
 from streamer.pipeline.run import run_backup
 from streamer.process import ProcessSource
-from streamer.settings.config import parse_config
+from streamer.readback.verify import verify_run
+from streamer.settings.config import Config, parse_config
 from streamer.store.base import ObjectStore
 from streamer.store.memory import MemoryStore
 from streamer.store.retry import RetryPolicy
@@ -48,9 +49,8 @@ def test_header_and_trailer_make_an_archive_tar_reads(size: int) -> None:
     assert gzip.decompress(head) == header and len(head) <= tarframe.HEAD_RESERVE
 
 
-async def test_a_run_stores_one_member_gnu_tar_extracts(tmp_path: Path) -> None:
-    """Several parts: part 1 (with the header) is sent last, and the object is
-    still exactly the header's gzip member followed by the data's."""
+async def _backup(tmp_path: Path) -> tuple[Config, list[MemoryStore], Path]:
+    """A run of the ADT layout over two in-memory regions whose database is ``cat`` of a dump."""
     sql = tmp_path / "dump.sql"
     sql.write_bytes(b"".join(b"INSERT INTO t VALUES (%d, '%s');\n" % (i, os.urandom(24).hex().encode())
                              for i in range(600_000)))
@@ -68,6 +68,13 @@ async def test_a_run_stores_one_member_gnu_tar_extracts(tmp_path: Path) -> None:
                                   layout=layout_for(config), extra_sources=[(source, {})],
                                   now=datetime(2026, 12, 3, 10, tzinfo=UTC))
     assert result.exit_code == 0, result.error
+    return config, stores, sql
+
+
+async def test_a_run_stores_one_member_gnu_tar_extracts(tmp_path: Path) -> None:
+    """Several parts: part 1 (with the header) is sent last, and the object is
+    still exactly the header's gzip member followed by the data's."""
+    _, stores, sql = await _backup(tmp_path)
     manifest = json.loads(stores[1].objects["streamer-manifest.json"].data)
     art = manifest["artifacts"]["database"]
     assert art["member"] == "applicationDB.sql" and art["bucket"] == "www-example-com-db-hourly"
@@ -90,3 +97,31 @@ async def test_a_run_stores_one_member_gnu_tar_extracts(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data)), mode="r:") as tar:
         assert [(m.name, m.size) for m in tar.getmembers()] == [("applicationDB.sql",
                                                                   len(expected))]
+
+
+async def test_part_digests_cover_the_head_and_verify_names_a_bad_one(tmp_path: Path) -> None:
+    """Part 1, sealed last, is recorded with the others: its digest covers the
+    head, so a flipped byte in the head is found part by part (verify names
+    part 1) while the other region's copy checks out."""
+    config, stores, _ = await _backup(tmp_path)
+    artifacts = json.loads(stores[0].objects["streamer-manifest.json"].data)["artifacts"]
+    art = artifacts["database"]
+    bucket = art["bucket"]
+    data = stores[0].sibling(bucket).objects["example-DB-backup.tar.gz"].data
+    offset = 0
+    for size, digest in zip(art["parts"]["sizes"], art["parts"]["digests"], strict=True):
+        assert hashlib.new(art["parts"]["algorithm"], data[offset:offset + size]).hexdigest() \
+            == digest
+        offset += size
+    assert art["head"]["size"] < art["parts"]["sizes"][0]
+    damaged = stores[0].sibling(bucket).objects["example-DB-backup.tar.gz"]
+    flipped = bytearray(damaged.data)
+    flipped[art["head"]["size"] // 2] ^= 0xFF
+    damaged.data = bytes(flipped)
+    clients: list[ObjectStore] = list(stores)
+    report = await verify_run(config, clients, layout_for(config),
+                              Series("site", Periodicity.HOURLY), None)
+    assert [c.client.index for c in report.bad] == [1]
+    assert "part 1" in (report.bad[0].problem or "")
+    assert report.checks[1].ok and report.checks[1].verified_bytes == sum(
+        a["stored_size"] for a in artifacts.values())
