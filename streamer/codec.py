@@ -77,6 +77,13 @@ class Reader(Protocol):
     def readinto(self, buffer: memoryview) -> int: ...
 
 
+class Source(Reader, Protocol):
+    """What a compressing reader reads from: a ``CountingSource``, or one
+    framed as a tar member (pipeline/chunker.py)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class CountingSource(io.RawIOBase):
     """A source's stdout, counting the uncompressed bytes that pass."""
 
@@ -101,7 +108,7 @@ class CountingSource(io.RawIOBase):
 class _GzipReader:
     """gzip has no reader that writes into a caller's buffer; this one copies."""
 
-    def __init__(self, source: CountingSource, level: int) -> None:
+    def __init__(self, source: Source, level: int) -> None:
         self._source = source
         self._z = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
         self._pending = memoryview(b"")
@@ -121,7 +128,7 @@ class _GzipReader:
         return n
 
 
-def compressing_reader(source: CountingSource, kind: Compression, level: int,
+def compressing_reader(source: Source, kind: Compression, level: int,
                        threads: int = 0) -> Reader:
     """A reader of the compressed stream that writes into the caller's buffer.
 

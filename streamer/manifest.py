@@ -81,6 +81,14 @@ class ArtifactRecord:
     source_bytes: int  # bytes of the uncompressed stream
     parts: PartDigests | None = None
     encryption: str = ""  # "age": the stored bytes are an age file of the compressed stream
+    # Set for an artifact stored as the one member of a gzip'd tar (the ADT
+    # layout's database, docs/ARCHITECTURE.md "A tar member of unknown size"):
+    # the member's name; ``head``, the stored size and SHA-256 of the leading
+    # gzip member holding its tar header, written last -- ``sha256`` then
+    # covers the stored bytes after it.
+    member: str | None = None
+    head: tuple[int, str] | None = None
+    bucket: str | None = None  # another bucket than the manifest's
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -97,6 +105,12 @@ class ArtifactRecord:
             out["parts"] = self.parts.to_json()
         if self.encryption:
             out["encryption"] = self.encryption
+        if self.member is not None:
+            out["member"] = self.member
+        if self.head is not None:
+            out["head"] = {"size": self.head[0], "sha256": self.head[1]}
+        if self.bucket is not None:
+            out["bucket"] = self.bucket
         return out
 
 

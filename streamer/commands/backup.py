@@ -89,7 +89,8 @@ async def backup(request: BackupRequest) -> BackupOutcome:
         # quickly it gives up on a dead region: LOCK_POLICY, CATALOG_READS).
         async with open_stores(config, bucket=bucket) as all_clients:
             regions = await preflight_regions(all_clients, config.stall_timeout,
-                                              bool(config.object_lock_days))
+                                              bool(config.object_lock_days),
+                                              tuple(layout.extra_buckets(series.periodicity)))
             require_quorum(regions, config.effective_quorum)
             clients = _drop(regions, {}, config.effective_quorum)
             lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,

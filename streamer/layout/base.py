@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streamer.codec import Codec
 from streamer.layout.catalog import RunListing
 from streamer.model import Periodicity, Series
 from streamer.store.base import ObjectStore
+from streamer.tarframe import TarMember
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class Placement:
     artifact_keys: Mapping[str, str]
     manifest_key: str
     keep_on_failure: bool = False
+    # An artifact stored in another bucket of the region than the manifest
+    # (the ADT layout's database, in ``-db-<periodicity>``).
+    buckets: Mapping[str, str] = field(default_factory=dict)
+    # An artifact stored as the one member of a gzip'd tar (tarframe.py).
+    members: Mapping[str, TarMember] = field(default_factory=dict)
 
     def key(self, artifact: str) -> str:
         return self.artifact_keys[artifact]
@@ -91,6 +97,12 @@ class Layout(ABC):
     def cleanup_prefixes(self, series: Series) -> list[CleanupPrefix]:
         """Where leftovers of killed runs of a series can be."""
 
-    async def before_commit(self, client: ObjectStore, keys: tuple[str, ...]) -> None:
-        """Runs in a region just before the uploads of ``keys`` are completed."""
+    def extra_buckets(self, periodicity: Periodicity) -> list[str]:
+        """Buckets besides ``bucket`` a backup writes to (checked and created with it)."""
+        return []
+
+    async def before_commit(self, client: ObjectStore,
+                            objects: tuple[tuple[ObjectStore, str], ...]) -> None:
+        """Runs in a region just before its uploads are completed: ``client`` is
+        the run's bucket, ``objects`` every artifact's store and key."""
         return None

@@ -141,6 +141,11 @@ class StoredArtifact:
     compression: str
     parts: PartDigests | None = None  # None: an older manifest, checked end to end only
     encryption: str = ""  # "age": stored as an age file (the digests are of the ciphertext)
+    # The ADT layout's database (manifest.ArtifactRecord): the one member of a
+    # gzip'd tar, the leading gzip member holding its header, its own bucket.
+    member: str | None = None
+    head: tuple[int, str] | None = None
+    bucket: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,13 +188,26 @@ def parse_manifest(data: bytes, where: str, key_suffix: str = "") -> StoredManif
             artifacts[str(name)] = StoredArtifact(str(name), str(a["key"]), size, sha,
                                                   str(a.get("compression", "none")),
                                                   parse_part_digests(a.get("parts"), size),
-                                                  encryption)
+                                                  encryption, *_framing(a))
         recipients = tuple(str(r) for r in (value.get("encryption") or {}).get("recipients", ()))
         return StoredManifest(str(value["build_identifier"]), str(value["periodicity"]),
                               str(value["stamp"]), artifacts, value, key_suffix, recipients)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise IntegrityError(f"{where}: manifest unreadable: {e}",
                              "the run is damaged; restore another --at stamp") from None
+
+
+def _framing(a: Mapping[str, Any]) -> tuple[str | None, tuple[int, str] | None, str | None]:
+    """An artifact's tar member, head (stored size, SHA-256) and bucket, where recorded."""
+    head = a.get("head")
+    if head is not None:
+        digest = str(head["sha256"])
+        if len(digest) != 64 or digest.strip("0123456789abcdef"):
+            raise ValueError("bad head sha256")
+        head = (int(head["size"]), digest)
+    member, bucket = a.get("member"), a.get("bucket")
+    return (None if member is None else str(member), head,
+            None if bucket is None else str(bucket))
 
 
 async def read_manifest(client: ObjectStore, key: str, key_suffix: str = "") -> StoredManifest:

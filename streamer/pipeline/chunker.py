@@ -23,6 +23,7 @@ from streamer.age.stream import EncryptingReader
 from streamer.codec import Compression, CountingSource, Reader, compressing_reader
 from streamer.settings.config import ChecksumMode
 from streamer.store.base import PartBody
+from streamer.tarframe import TarMember, trailer
 
 
 class PartReleased(Exception):
@@ -105,16 +106,51 @@ class Part:
         self._on_free(self, body if sys.getrefcount(body) <= 2 else None)
 
 
+class FramedSource:
+    """The source's bytes as the body of one tar member (tarframe.py): the
+    member's prefix, the source, its suffix, then the archive's trailer, which
+    is known only at the source's EOF.  ``member_size`` is set then."""
+
+    def __init__(self, source: CountingSource, member: TarMember) -> None:
+        self._source = source
+        self._member = member
+        self._pending = member.prefix
+        self._eof = False
+        self.member_size: int | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending:
+            if self._eof:
+                return b""
+            data = self._source.read(size)
+            if data:
+                return data
+            self._eof = True
+            self.member_size = self._member.size(self._source.count)
+            self._pending = self._member.suffix + trailer(self.member_size)
+        n = len(self._pending) if size < 0 else size
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+    def readinto(self, buffer: memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
 class ChunkFiller:
     """Reads a source to EOF, yielding compressed (and, given ``recipients``,
     age-encrypted) parts of given sizes: encryption comes after compression,
     once per byte, and every region is sent the same ciphertext
-    (docs/ARCHITECTURE.md, "Encryption")."""
+    (docs/ARCHITECTURE.md, "Encryption").  With ``member`` the source is
+    framed as that tar member (``FramedSource``); the tar header itself is put
+    in front of the first part by the producer."""
 
     def __init__(self, fd: int, kind: Compression, level: int, threads: int = 0,
-                 recipients: tuple[Recipient, ...] = ()) -> None:
+                 recipients: tuple[Recipient, ...] = (), member: TarMember | None = None) -> None:
         self.source = CountingSource(fd)
-        self.reader: Reader = compressing_reader(self.source, kind, level, threads)
+        self.framed = FramedSource(self.source, member) if member is not None else None
+        self.reader: Reader = compressing_reader(self.framed or self.source, kind, level, threads)
         if recipients:
             self.reader = EncryptingReader(self.reader, recipients)
         self.sha256 = hashlib.sha256()
@@ -125,15 +161,15 @@ class ChunkFiller:
     def source_bytes(self) -> int:
         return self.source.count
 
-    def fill(self, body: PartBody) -> int:
-        """Fill ``body`` with the next stored bytes; returns how many.  Only
-        the last part is short; then ``exhausted`` is set.  Runs in a worker
-        thread: the pipe read, zstd and hashlib release the GIL; encryption
-        works one 64 KiB chunk per call."""
-        view = memoryview(body)
+    def fill(self, body: PartBody, start: int = 0) -> int:
+        """Fill ``body[start:]`` with the next stored bytes; returns how many.
+        Only the last part is short; then ``exhausted`` is set.  Runs in a
+        worker thread: the pipe read, zstd and hashlib release the GIL;
+        encryption works one 64 KiB chunk per call."""
+        view = memoryview(body)[start:]
         pos = 0
         try:
-            while pos < len(body):
+            while pos < len(view):
                 n = self.reader.readinto(view[pos:])
                 if not n:
                     self.exhausted = True

@@ -37,8 +37,9 @@ DELETE_TIMEOUT = 60.0  # seconds for removing a failed run's objects in one regi
 
 
 # What the layout does in a region just before its uploads are completed
-# (``Layout.before_commit``: the ADT layout keeps the previous copies there).
-BeforeCommit = Callable[[ObjectStore, tuple[str, ...]], Awaitable[None]]
+# (``Layout.before_commit``: the ADT layout keeps the previous copies there),
+# given the run's store and every artifact's (store, key).
+BeforeCommit = Callable[[ObjectStore, tuple[tuple[ObjectStore, str], ...]], Awaitable[None]]
 
 
 async def commit(config: Config, result: BackupResult, artifacts: list[ArtifactRun],
@@ -97,12 +98,12 @@ async def _complete(region: RegionRun, artifacts: list[ArtifactRun], fanout: Fan
     """One region: the layout's step before commit, then complete every upload."""
     try:
         if before_commit is not None:
-            await before_commit(region.client, tuple(a.key for a in artifacts))
+            await before_commit(region.client, tuple((region.store(a), a.key) for a in artifacts))
         for art in artifacts:
             state = art.states[region.index]
             assert state.upload_id is not None
-            await region.client.complete_multipart(art.key, state.upload_id,
-                                                   state.completion_parts())
+            await region.store(art).complete_multipart(art.key, state.upload_id,
+                                                       state.completion_parts())
             state.completed = True
     except StoreFailure as e:
         fanout.region_failed(region, str(e))
@@ -118,7 +119,9 @@ def _manifest(config: Config, codec: Codec, result: BackupResult, artifacts: lis
         version=__version__,
         artifacts=[ArtifactRecord(a.name, a.key, a.stored_bytes, a.sha256, codec.compression,
                                   codec.level, a.max_part_size, a.parts,
-                                  a.source_bytes, recorded_parts(a), scheme) for a in artifacts],
+                                  a.source_bytes, recorded_parts(a), scheme,
+                                  a.member.name if a.member else None, a.head, a.bucket)
+                   for a in artifacts],
         webroot={"files": artifacts[0].listed_members, "bytes": artifacts[0].source_bytes,
                  "excludes": list(excludes), "path": str(config.webroot)},
         database=database_meta, warnings=result.warnings)
@@ -136,7 +139,7 @@ async def abort_all(artifacts: list[ArtifactRun], regions: list[RegionRun]) -> N
         for art in artifacts:
             for index, state in art.states.items():
                 if state.upload_id and not state.completed:
-                    tg.start_soon(abort_upload, by_index[index].client, art.key, state)
+                    tg.start_soon(abort_upload, by_index[index].store(art), art.key, state)
 
 
 async def delete_run(artifacts: list[ArtifactRun], regions: list[RegionRun],
@@ -144,16 +147,17 @@ async def delete_run(artifacts: list[ArtifactRun], regions: list[RegionRun],
     """Best-effort removal of completed objects that must not stay as a half run."""
     if not artifacts:
         return
-    keys = [] if placement.keep_on_failure else [a.key for a in artifacts]
-    if manifests:
-        keys.append(placement.manifest_key)
-    if not keys:
+    doomed = [] if placement.keep_on_failure else list(artifacts)
+    if not doomed and not manifests:
         return
 
     async def delete(region: RegionRun) -> None:
         with anyio.move_on_after(DELETE_TIMEOUT):
             try:
-                await region.client.delete_keys(keys)
+                for art in doomed:
+                    await region.store(art).delete_keys([art.key])
+                if manifests:
+                    await region.client.delete_keys([placement.manifest_key])
             except StoreFailure:
                 pass  # manifest-less leftovers are removed by `streamer cleanup`
 

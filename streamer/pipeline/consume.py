@@ -35,8 +35,8 @@ async def region_worker(fanout: Fanout, region: RegionRun, art: ArtifactRun,
     with anyio.CancelScope() as scope:
         region.scopes.add(scope)
         try:
-            upload_id = await region.client.create_multipart(art.key, art.content_type,
-                                                             art.retention)
+            upload_id = await region.store(art).create_multipart(art.key, art.content_type,
+                                                                 art.retention)
             state.created(upload_id)
             slots = anyio.Semaphore(fanout.config.parts_in_flight)
             async with anyio.create_task_group() as tg, recv:
@@ -53,7 +53,7 @@ async def region_worker(fanout: Fanout, region: RegionRun, art: ArtifactRun,
     if not region.alive:
         state.fail(region.failure or "region dropped")
         with anyio.CancelScope(shield=True):
-            await abort_upload(region.client, art.key, state, fanout.config.stall_timeout)
+            await abort_upload(region.store(art), art.key, state, fanout.config.stall_timeout)
 
 
 async def _send_part(fanout: Fanout, region: RegionRun, art: ArtifactRun, state: UploadState,
@@ -66,8 +66,8 @@ async def _send_part(fanout: Fanout, region: RegionRun, art: ArtifactRun, state:
             state.part_started(part.number)
             region.in_flight += 1
             try:
-                etag = await region.client.upload_part(art.key, state.upload_id, part.number,
-                                                       part.body_for(region.index))
+                etag = await region.store(art).upload_part(art.key, state.upload_id, part.number,
+                                                           part.body_for(region.index))
             except StoreFailure as f:
                 if f.status in (403, 404):
                     raise RegionError(str(f)) from None

@@ -42,6 +42,7 @@ from streamer.pipeline.upload_state import Decision, UploadState
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore, PartBody, Retention
+from streamer.tarframe import TarMember
 
 
 @dataclass(eq=False)
@@ -65,6 +66,10 @@ class RegionRun:
     def label(self) -> str:
         return self.client.label
 
+    def store(self, art: ArtifactRun) -> ObjectStore:
+        """Where ``art`` goes in this region: the run's bucket, or the artifact's own."""
+        return self.client if art.bucket is None else self.client.sibling(art.bucket)
+
 
 @dataclass(eq=False)
 class ArtifactRun:
@@ -86,6 +91,11 @@ class ArtifactRun:
     part_digests: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # size, algo, hex
     listed_members: int = 0
     compress_threads: int = 0  # zstd worker threads; 0: in the producer thread
+    # Stored as the one member of a gzip'd tar (the ADT layout's database,
+    # tarframe.py); its header is put in front of part 1 when the source ends.
+    member: TarMember | None = None
+    head: tuple[int, str] | None = None  # that header's stored size and SHA-256
+    bucket: str | None = None  # another bucket of the region than the run's (ADT: -db-)
     filler: ChunkFiller | None = None  # live counters while the source streams
     started: float = 0.0
     finished: float = 0.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import threading
 import time
@@ -24,12 +25,14 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
+from streamer import tarframe
 from streamer.codec import compressor_reserve
 from streamer.errors import SourceError
 from streamer.pipeline.chunker import PRODUCER, ChunkFiller, Part
 from streamer.pipeline.sizing import MAX_PARTS, part_size
 from streamer.process import Child, exit_text
 from streamer.store.base import PartBody
+from streamer.tarframe import HEAD_RESERVE
 
 if TYPE_CHECKING:  # the fan-out owns the producer; imported for annotations only
     from streamer.pipeline.fanout import ArtifactRun, Fanout
@@ -46,7 +49,7 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
     _grow_pipe(child.proc.stdout.fileno())
     filler = ChunkFiller(child.proc.stdout.fileno(), fanout.codec.compression,
                          fanout.codec.level, art.compress_threads,
-                         fanout.config.encryption.recipients)
+                         fanout.config.encryption.recipients, art.member)
     art.filler = filler
     child.start_tail()
     counter = [0]
@@ -100,15 +103,22 @@ def _spawn(art: ArtifactRun) -> tuple[Child, int]:
 
 async def _cut_parts(fanout: Fanout, art: ArtifactRun, filler: ChunkFiller, senders: Senders,
                      idle: threading.Event) -> None:
-    """Fill parts until the source's EOF; each is sealed and queued beside the next fill."""
+    """Fill parts until the source's EOF; each is sealed and queued beside the next fill.
 
-    def fill(body: PartBody) -> int:
+    A tar-framed artifact (``art.member``) keeps its first part back, with
+    room at its front, until the source ended: then the member's size is
+    known, its tar header goes in front of the part (``_finish_head``), and
+    part 1 is queued last (docs/ARCHITECTURE.md, "A tar member of unknown size")."""
+
+    def fill(body: PartBody, start: int) -> int:
         idle.clear()
         try:
-            return filler.fill(body)
+            return filler.fill(body, start)
         finally:
             idle.set()
 
+    reserve = HEAD_RESERVE if art.member is not None else 0
+    held: tuple[PartBody, int] | None = None
     async with anyio.create_task_group() as sealers:
         number = 0
         while not filler.exhausted:
@@ -118,20 +128,50 @@ async def _cut_parts(fanout: Fanout, art: ArtifactRun, filler: ChunkFiller, send
                                   f"{fanout.max_part} bytes", "raise STREAMER_MEMORY_BUDGET")
             size = part_size(number, fanout.max_part)
             body = await fanout.take_buffer(size)
-            n = await anyio.to_thread.run_sync(fill, body, abandon_on_cancel=True)
+            start = reserve if number == 1 else 0
+            n = await anyio.to_thread.run_sync(fill, body, start, abandon_on_cancel=True)
+            if start:
+                held, art.parts = (body, n), 1
+                del body
+                continue
             if n < size:
                 if n == 0 and number > 1:
                     fanout.pool.give_back(body, size)
                     break  # the stream ended exactly at a part boundary
                 del body[n:]  # the last part: never pooled again
-            holders = (r.index for r in fanout.live if r.index in senders)
-            part = Part(number, body, holders, fanout.part_freed)
-            del body
-            fanout.held.add(part)
-            fanout.unqueued += 1  # every region has work coming: nobody is alone
             art.parts = number
-            art.max_part_size = max(art.max_part_size, len(part))
-            sealers.start_soon(_seal_and_queue, fanout, art, part, senders)
+            _queue(fanout, art, number, body, senders, sealers)
+            del body
+        if held is not None:
+            _queue(fanout, art, 1, _finish_head(fanout, art, filler, *held), senders, sealers)
+
+
+def _queue(fanout: Fanout, art: ArtifactRun, number: int, body: PartBody, senders: Senders,
+           sealers: TaskGroup) -> None:
+    """Make ``body`` part ``number``, held by the producer and every live region, and seal it."""
+    holders = (r.index for r in fanout.live if r.index in senders)
+    part = Part(number, body, holders, fanout.part_freed)
+    fanout.held.add(part)
+    fanout.unqueued += 1  # every region has work coming: nobody is alone
+    art.max_part_size = max(art.max_part_size, len(part))
+    sealers.start_soon(_seal_and_queue, fanout, art, part, senders)
+
+
+def _finish_head(fanout: Fanout, art: ArtifactRun, filler: ChunkFiller, body: PartBody,
+                 n: int) -> PartBody:
+    """Part 1 of a tar-framed artifact, once its source ended: the tar header's
+    gzip member put in front of the first data, in the room kept for it."""
+    assert art.member is not None and filler.framed is not None
+    size = filler.framed.member_size
+    assert size is not None, "the source has ended"
+    head = tarframe.head(art.member, size, fanout.codec.level)
+    at = HEAD_RESERVE - len(head)
+    body[at:HEAD_RESERVE] = head
+    del body[HEAD_RESERVE + n:]
+    del body[:at]  # bytearray: dropping a prefix moves no bytes
+    filler.stored_bytes += len(head)
+    art.head = (len(head), hashlib.sha256(head).hexdigest())
+    return body
 
 
 async def _seal_and_queue(fanout: Fanout, art: ArtifactRun, part: Part, senders: Senders) -> None:

@@ -45,12 +45,14 @@ PREFLIGHT_ATTEMPTS = 3
 
 
 async def preflight_regions(clients: list[ObjectStore], stall_timeout: float | None = None,
-                            object_lock: bool = False) -> list[RegionRun]:
-    """Check (and create) the bucket in every region, concurrently; a region
-    that makes no progress for the stall timeout is dropped.  ``object_lock``
-    (STREAMER_OBJECT_LOCK_DAYS set): a bucket is created with Object Lock, and
-    one without it is a configuration error (exit 2) before anything is
-    uploaded, since every object of the run is to carry a retain-until date."""
+                            object_lock: bool = False,
+                            extra_buckets: tuple[str, ...] = ()) -> list[RegionRun]:
+    """Check (and create) the bucket, and ``extra_buckets`` (the layout's), in
+    every region, concurrently; a region that makes no progress for the stall
+    timeout is dropped.  ``object_lock`` (STREAMER_OBJECT_LOCK_DAYS set): a
+    bucket is created with Object Lock, and one without it is a configuration
+    error (exit 2) before anything is uploaded, since every object of the run
+    is to carry a retain-until date."""
     runs = [RegionRun(c) for c in clients]
     unlocked: list[str] = []
 
@@ -59,9 +61,11 @@ async def preflight_regions(clients: list[ObjectStore], stall_timeout: float | N
         limit = limit if stall_timeout is None else min(limit, stall_timeout)
         try:
             with anyio.fail_after(limit):
-                await run.client.ensure_bucket(object_lock)
-                if object_lock and not (await run.client.bucket_lock()).enabled:
-                    unlocked.append(run.label)
+                for store in (run.client, *(run.client.sibling(n) for n in extra_buckets)):
+                    await store.ensure_bucket(object_lock)
+                    if object_lock and not (await store.bucket_lock()).enabled:
+                        unlocked.append(run.label)
+                        break
         except (StoreFailure, TimeoutError) as e:
             run.alive = False
             run.failure = str(e) if isinstance(e, StoreFailure) else \
@@ -127,7 +131,10 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     database_meta: dict[str, Any] | None = None
     for source, meta in extra_sources or []:
         artifacts.append(ArtifactRun(source.name, placement.key(source.name), source,
-                                     content_type=content_type(source.name), retention=retention))
+                                     content_type=content_type(source.name),
+                                     member=placement.members.get(source.name),
+                                     bucket=placement.buckets.get(source.name),
+                                     retention=retention))
         database_meta = meta
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
                           budget_limit=config.memory_budget)
@@ -137,7 +144,8 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                 clients = await stack.enter_async_context(
                     open_stores(config, bucket=layout.bucket(periodicity)))
             regions = await preflight_regions(clients, config.stall_timeout,
-                                              bool(config.object_lock_days))
+                                              bool(config.object_lock_days),
+                                              tuple(layout.extra_buckets(periodicity)))
         require_quorum(regions, config.effective_quorum)
         fanout, failure = await _stream_all(config, run_codec, regions, artifacts, observer)
         result.warnings.extend(a.warning for a in artifacts if a.warning)

@@ -63,6 +63,9 @@ class ObjectRef:
     size: int
     sha256: str
     etag: str = ""  # pins the version being read (from HEAD)
+    # A tar-framed artifact's leading bytes (stored size, SHA-256), written
+    # last and hashed on their own; ``sha256`` covers the bytes after them.
+    head: tuple[int, str] | None = None
 
 
 async def fetch_ordered(client: ObjectStore, ref: ObjectRef, send: MemoryObjectSendStream[Chunk],
@@ -109,6 +112,8 @@ class HashingReader(io.RawIOBase):
         self.ref = ref
         self.where = where
         self.sha256 = hashlib.sha256()
+        self.head = hashlib.sha256()
+        self._head_left = ref.head[0] if ref.head else 0
         self.count = 0
         self._buf = memoryview(b"")
         self._eof = False
@@ -124,7 +129,12 @@ class HashingReader(io.RawIOBase):
         if chunk is None:
             self._eof = True
             return False
-        self.sha256.update(chunk)
+        view = memoryview(chunk)
+        if self._head_left:
+            self.head.update(view[:self._head_left])
+            view = view[self._head_left:]
+            self._head_left -= min(self._head_left, len(chunk))
+        self.sha256.update(view)
         self.count += len(chunk)
         self._buf = memoryview(chunk)
         return True
@@ -160,6 +170,8 @@ class HashingReader(io.RawIOBase):
             raise IntegrityError(f"{self.where}: {self.ref.key}: read {self.count} bytes, the "
                                  f"manifest says {self.ref.size}", "the stored copy is damaged")
         digest = self.sha256.hexdigest()
+        if self.ref.head is not None and self.head.hexdigest() != self.ref.head[1]:
+            digest = "head " + self.head.hexdigest()
         if digest != self.ref.sha256:
             raise IntegrityError(f"{self.where}: {self.ref.key}: SHA-256 {digest[:16]}... does not "
                                  f"match the manifest's {self.ref.sha256[:16]}...",

@@ -337,3 +337,14 @@ def _open_below(root: int, parts: Parts) -> int | None:
 
 def same_owner_default() -> bool:
     return os.geteuid() == 0
+
+
+def tar_member(stream: Readable, member: str, where: str) -> Readable:
+    """The bytes of ``member``, the first and only member of the tar ``stream``."""
+    archive = tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|")
+    info = archive.next()
+    found = None if info is None or not info.isfile() else archive.extractfile(info)
+    if info is None or found is None or info.name != member:
+        raise IntegrityError(f"{where}: the archive does not hold {member} first",
+                             "the stored copy is damaged")
+    return found

@@ -6,7 +6,9 @@
                    SHA-256 of the whole -> decompress ->
                    webroot: safe tar extraction into a temporary directory inside
                             the target, moved into place only once the hash matched
-                   database: the engine's client (database.restore_client)
+                   database: the engine's client (database.restore_client); the
+                            ADT layout's copy is read out of its one tar member
+                            (extract.tar_member), from the bucket its manifest names
                    a region that fails mid-read (unreachable, reset, timed out, a
                    part that does not match) is reported, and the read resumes in
                    the next region from the first part not yet handed downstream
@@ -30,6 +32,7 @@ import contextlib
 import dataclasses
 import os
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,6 +47,7 @@ from streamer.codec import DECOMPRESS_ERRORS
 from streamer.db import restore_client
 from streamer.errors import ConfigError, IntegrityError, StreamerError
 from streamer.layout.base import Layout
+from streamer.layout.catalog import StoredArtifact
 from streamer.manifest import PartDigests
 from streamer.model import Series
 from streamer.process import Child
@@ -58,6 +62,7 @@ from streamer.readback.extract import (
     promote,
     remove_tree,
     same_owner_default,
+    tar_member,
 )
 from streamer.readback.plaintext import Decoding, require_identity
 from streamer.readback.resume import REGION_FAILURES, Source, Stop, Tally, stream_parts
@@ -179,11 +184,17 @@ def _remove_if_exists(path: Path) -> None:
 
 # ---------------------------------------------------------------- database
 
+READ_ERRORS: tuple[type[BaseException], ...] = (*DECOMPRESS_ERRORS, tarfile.TarError)
 
-def _feed(reader: HashingReader, decoding: Decoding, stdin: IO[bytes]) -> None:
-    """Decompressed SQL into the client; the hash is checked before its input ends."""
+def _feed(reader: HashingReader, decoding: Decoding, stdin: IO[bytes],
+          member: str | None) -> None:
+    """Decompressed SQL (or, with ``member``, that tar member's bytes) into the
+    client; the hash is checked before its input ends."""
     try:
-        source = decoding.plaintext(reader, f"{reader.where}: {reader.ref.key}")
+        where = f"{reader.where}: {reader.ref.key}"
+        source = decoding.plaintext(reader, where)
+        if member is not None:
+            source = tar_member(source, member, where)
         while True:
             block = source.read(BLOCK)
             if not block:
@@ -193,13 +204,14 @@ def _feed(reader: HashingReader, decoding: Decoding, stdin: IO[bytes]) -> None:
     except BrokenPipeError:
         reader.finish()  # a damaged copy explains it (IntegrityError); else the client failed
         raise StreamerError("the database client stopped reading its input") from None
-    except DECOMPRESS_ERRORS as e:
+    except READ_ERRORS as e:
         raise IntegrityError(f"{reader.where}: {reader.ref.key}: cannot decompress: {e}",
                              "the stored copy is damaged") from None
     stdin.close()
 
 
-async def restore_database(read: Read, decoding: Decoding, db: DatabaseConfig) -> None:
+async def restore_database(read: Read, decoding: Decoding, db: DatabaseConfig,
+                           member: str | None = None) -> None:
     if db.engine in ("maria", "mysql"):
         await read(lambda reader: None)
     with restore_client(db) as source:
@@ -214,7 +226,7 @@ async def restore_database(read: Read, decoding: Decoding, db: DatabaseConfig) -
         stdin = child.proc.stdin
         error: Exception | None = None
         try:
-            await child.supervise(read(lambda reader: _feed(reader, decoding, stdin)))
+            await child.supervise(read(lambda reader: _feed(reader, decoding, stdin, member)))
         except REGION_FAILURES:
             raise  # a damaged copy or no region left: the client was killed before its input ended
         except Exception as e:
@@ -318,12 +330,13 @@ async def _restore_all(config: Config, located: Located, wanted: list[str], requ
 
 
 async def _deliver(config: Config, name: str, request: RestoreRequest, decoding: Decoding,
-                   read: Read, same_owner: bool) -> tuple[str, ExtractStats | None]:
+                   art: StoredArtifact, read: Read, same_owner: bool
+                   ) -> tuple[str, ExtractStats | None]:
     if name == "webroot":
         assert request.webroot is not None
         return str(request.webroot), await restore_tree(read, decoding, request.webroot,
                                                         same_owner)
-    await restore_database(read, decoding, config.database)
+    await restore_database(read, decoding, config.database, art.member)
     return config.database.name, None
 
 
@@ -350,7 +363,7 @@ async def _restore_artifact(config: Config, located: Located, name: str, request
             source, holders, art.parts, dl, tally, lambda s: failed(s.region, s.error, s.at))
         started = time.monotonic()
         try:
-            into, stats = await _deliver(config, name, request, decoding, read, same_owner)
+            into, stats = await _deliver(config, name, request, decoding, art, read, same_owner)
         except REGION_FAILURES as e:
             if art.parts is None:  # start again from byte zero in the next region
                 failed(source.label, e)

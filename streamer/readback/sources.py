@@ -97,6 +97,11 @@ class Download:
         return Download(RANGE_SIZE, ranges_in_flight(config.memory_budget // max(1, streams)))
 
 
+def artifact_store(client: ObjectStore, art: StoredArtifact) -> ObjectStore:
+    """Where an artifact is stored in this region: the manifest's bucket, or its own."""
+    return client if art.bucket is None else client.sibling(art.bucket)
+
+
 async def object_ref(client: ObjectStore, manifest: StoredManifest, art: StoredArtifact) -> ObjectRef:
     key = manifest.key_of(art)
     head = await client.head_object(key)
@@ -106,12 +111,12 @@ async def object_ref(client: ObjectStore, manifest: StoredManifest, art: StoredA
     if size != art.stored_size:
         raise IntegrityError(f"{client.label}: {key} holds {size} bytes, the manifest says "
                              f"{art.stored_size}", "the stored copy is damaged")
-    return ObjectRef(key, size, art.sha256, etag)
+    return ObjectRef(key, size, art.sha256, etag, art.head)
 
 
 def same_copy(a: StoredArtifact, b: StoredArtifact) -> bool:
     """Whether two regions' manifests record the same bytes, part for part (pure)."""
-    return (a.stored_size, a.sha256, a.parts) == (b.stored_size, b.sha256, b.parts)
+    return (a.stored_size, a.sha256, a.parts, a.head) == (b.stored_size, b.sha256, b.parts, b.head)
 
 
 class Holders:
@@ -150,8 +155,9 @@ class Holders:
         if first is not None and first.parts is not None and not same_copy(first, art):
             raise IntegrityError(f"{client.label}: its manifest records another {self._name} than "
                                  "the region read first", "run `streamer verify` on this stamp")
-        ref = await object_ref(client, manifest, art)
+        store = artifact_store(client, art)  # the ADT layout's database: its own bucket
+        ref = await object_ref(store, manifest, art)
         self.first = first or art
         self.artifact = art
         self.recipients = manifest.recipients
-        return Source(client, ref)
+        return Source(store, ref)

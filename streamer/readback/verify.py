@@ -25,7 +25,7 @@ from streamer.manifest import PartDigests
 from streamer.model import Series
 from streamer.readback.download import stream_object
 from streamer.readback.resume import Source, Tally, stream_parts
-from streamer.readback.sources import Download, locate, object_ref, validate_stamp
+from streamer.readback.sources import Download, artifact_store, locate, object_ref, validate_stamp
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore
 
@@ -75,8 +75,9 @@ async def check_region(client: ObjectStore, run: RunListing | None, stamp: str,
     try:
         check.manifest = await read_manifest(client, run.manifest_key, run.key_suffix)
         for art in check.manifest.artifacts.values():
-            ref = await object_ref(client, check.manifest, art)
-            await _read(Source(client, ref), art.parts, dl)
+            store = artifact_store(client, art)  # the ADT layout's database: its own bucket
+            ref = await object_ref(store, check.manifest, art)
+            await _read(Source(store, ref), art.parts, dl)
             check.verified_bytes += ref.size
     except (StoreFailure, IntegrityError, RegionError) as e:
         check.problem = str(e).removeprefix(client.label + ": ")

@@ -162,7 +162,11 @@ class ObjectStore(Protocol):
         """Delete one object (absent is fine); ``if_match``: only that ETag (412)."""
 
     async def copy_object(self, source_key: str, key: str) -> bool:
-        """Server-side copy within the bucket; False if the source does not exist."""
+        """Server-side copy within the bucket; False if the source does not exist.
+        Objects above 5 GiB are copied in parts (UploadPartCopy)."""
+
+    def sibling(self, bucket: str) -> ObjectStore:
+        """This region's store for another bucket (same connection and policy)."""
 
     async def list_objects(self, prefix: str,
                            policy: RetryPolicy | None = None) -> list[ObjectInfo]: ...

@@ -67,6 +67,7 @@ class MemoryStore:
     uploads: dict[str, _Upload] = field(default_factory=dict)
     hooks: dict[str, Hook] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
+    siblings: dict[str, MemoryStore] = field(default_factory=dict, repr=False)
     _faults: dict[str, list[tuple[int, StoreFailure]]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -245,6 +246,17 @@ class MemoryStore:
             return False
         self.objects[key] = _Object(found.data, _etag(found.data), datetime.now(UTC))
         return True
+
+    def sibling(self, bucket: str) -> MemoryStore:
+        """This region's store for another bucket; every sibling shares one
+        table of buckets, so asking twice gives the same store."""
+        if not self.siblings:
+            self.siblings[self.bucket] = self
+        if bucket not in self.siblings:
+            self.siblings[bucket] = MemoryStore(self.index, bucket, self.policy,
+                                                self.request_timeout, self.endpoint,
+                                                siblings=self.siblings)
+        return self.siblings[bucket]
 
     async def list_objects(self, prefix: str,
                            policy: RetryPolicy | None = None) -> list[ObjectInfo]:

@@ -10,6 +10,7 @@ process-wide; ``sever`` aborts a dropped region's connections.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ import anyio
 
 from streamer.errors import StoreFailure
 from streamer.settings.config import ChecksumMode, Config, Region
+from streamer.store import s3_copy
 from streamer.store.base import (
     BucketLock,
     Checksums,
@@ -67,6 +69,8 @@ class S3Store:
     checksum: ChecksumMode
     timeouts: RequestTimeouts
     policy: RetryPolicy
+    copy_limit: int = s3_copy.COPY_OBJECT_LIMIT  # larger objects are copied in parts
+    copy_part_size: int = s3_copy.COPY_PART_SIZE
 
     @property
     def index(self) -> int:
@@ -309,16 +313,12 @@ class S3Store:
 
     async def copy_object(self, source_key: str, key: str) -> bool:
         """Server-side copy within the bucket; False if the source does not exist.
-        (A single CopyObject: sources up to 5 GiB.)"""
-        try:
-            await self._call("CopyObject", lambda: self.client.copy_object(
-                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source_key}),
-                limit=self.timeouts.copy())
-        except StoreFailure as f:
-            if _missing(f):
-                return False
-            raise
-        return True
+        CopyObject up to ``copy_limit``, UploadPartCopy parts above (s3_copy.py)."""
+        return await s3_copy.copy_object(self, source_key, key)
+
+    def sibling(self, bucket: str) -> S3Store:
+        """The same region and connection, another bucket."""
+        return dataclasses.replace(self, bucket=bucket)
 
     async def list_objects(self, prefix: str,
                            policy: RetryPolicy | None = None) -> list[ObjectInfo]:
