@@ -22,16 +22,21 @@ from typing import Annotated
 import typer
 
 from streamer import __version__
+from streamer.cli_assets import assets as assets_command
+from streamer.cli_assets import restore_assets
 from streamer.cli_support import (
+    ASSETS_HELP,
     ENV_HELP,
     EXIT_CODES_HELP,
     HEAL_HELP,
     MAINTENANCE_HELP,
+    PERIODICITY_NAMES,
     RESTORE_HELP,
     VERIFY_HELP,
     guarded,
     load_config,
     load_settings,
+    optional_scope,
     peak_rss,
     run_async,
     tune_malloc,
@@ -191,17 +196,6 @@ def config_check(
     guarded(go, _debug(ctx, False))
 
 
-def _optional_scope(periodicity: str | None, build_identifier: str | None
-                    ) -> tuple[Periodicity | None, str | None]:
-    """`[PERIODICITY] [BUILD]`: a lone argument that is no periodicity is the build."""
-    if periodicity is not None and build_identifier is None \
-            and periodicity.upper() not in PERIODICITY_NAMES:
-        return None, parse_build_identifier(periodicity)
-    p = Periodicity.parse(periodicity) if periodicity is not None else None
-    b = parse_build_identifier(build_identifier) if build_identifier is not None else None
-    return p, b
-
-
 @app.command(epilog=ENV_HELP + "\n\n" + RESTORE_HELP)
 def restore(
     ctx: typer.Context,
@@ -218,6 +212,11 @@ def restore(
     force: Annotated[bool, typer.Option(
         "--force", help="Restore over a non-empty directory: files in the backup replace "
                         "files of the same name, others stay (as tar -x).")] = False,
+    assets: Annotated[bool, typer.Option("--assets", help="Put the assets buckets back in region 1 "
+                                         "as the run's index records them.")] = False,
+    assets_bucket: Annotated[str | None, typer.Option(
+        "--assets-bucket", help="With --assets and one assets bucket: restore into this bucket.")
+                             ] = None,
     config: ConfigOpt = None,
     layout: LayoutOpt = None,
     debug: DebugOpt = False,
@@ -229,6 +228,8 @@ def restore(
 
     def go() -> int:
         series = Series(parse_build_identifier(build_identifier), Periodicity.parse(periodicity))
+        if assets:
+            return restore_assets(series, at, assets_bucket, config, layout)
         cfg = load_config(config, {"STREAMER_LAYOUT": layout})
         target = webroot if webroot is not None else (None if database else cfg.webroot)
         request = RestoreRequest(series, at, target, database, region, force)
@@ -280,7 +281,7 @@ def list_(
     from streamer.render import list_lines, show
 
     def go() -> int:
-        p, b = _optional_scope(periodicity, build_identifier)
+        p, b = optional_scope(periodicity, build_identifier)
         cfg = load_config(config, {"STREAMER_LAYOUT": layout})
         result = run_async(lambda: list_backups(cfg, p, b))
         show(list_lines(result, json_out))
@@ -307,7 +308,7 @@ def heal(
     from streamer.render import heal_lines, show
 
     def go() -> int:
-        p, b = _optional_scope(periodicity, build_identifier)
+        p, b = optional_scope(periodicity, build_identifier)
         cfg = load_config(config, {})
         result = run_async(lambda: heal_command(cfg, HealRequest(p, b, verify=verify)))
         show(heal_lines(result))
@@ -329,7 +330,7 @@ def prune(
     from streamer.render import prune_lines, show
 
     def go() -> int:
-        p, b = _optional_scope(periodicity, build_identifier)
+        p, b = optional_scope(periodicity, build_identifier)
         cfg = load_config(config, {})
         result = run_async(lambda: prune_command(cfg, p, b))
         show(prune_lines(result))
@@ -355,7 +356,7 @@ def cleanup(
     from streamer.render import cleanup_lines, show
 
     def go() -> int:
-        p, b = _optional_scope(periodicity, build_identifier)
+        p, b = optional_scope(periodicity, build_identifier)
         settings = load_settings(config, {"STREAMER_LAYOUT": layout,
                                           "STREAMER_CLEANUP_HORIZON": horizon})
         cfg = parse_config(settings)
@@ -367,13 +368,14 @@ def cleanup(
     guarded(go, _debug(ctx, debug))
 
 
+app.command("assets", epilog=ENV_HELP + "\n\n" + ASSETS_HELP)(assets_command)
+
+
 @app.command()
 def version() -> None:
     """Print streamer's version."""
     typer.echo(__version__)
 
-
-PERIODICITY_NAMES = {p.name for p in Periodicity}
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import anyio
 import typer
 
 from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, StreamerError
+from streamer.model import Periodicity, parse_build_identifier
 from streamer.settings.config import Config, parse_config
 from streamer.settings.values import load_file, merge_sources
 
@@ -78,6 +79,15 @@ VERIFY_HELP = """\b
 Exit codes:
   0    every region holds the backup, its hashes match, and the regions agree
   1    a region is missing it, a hash does not match, or the regions disagree"""
+
+ASSETS_HELP = """\b
+Exit codes:
+  0    every other region holds every object of every assets bucket
+  1    region 1 (the source) failed, or fewer regions than STREAMER_QUORUM hold the set
+  2    usage or configuration error (no assets buckets, one region only)
+  3    a region was dropped (it fails or stalls); the quorum still holds the set
+  4    another host is copying this build's assets (its lock)
+  130  interrupted; copies in flight aborted, nothing half-copied visible"""
 
 HEAL_HELP = """\b
 Exit codes:
@@ -200,3 +210,17 @@ def tune_malloc() -> None:
         libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD: fixed, not dynamic
     except (OSError, AttributeError):
         pass
+
+
+PERIODICITY_NAMES = {p.name for p in Periodicity}
+
+
+def optional_scope(periodicity: str | None, build_identifier: str | None
+                   ) -> tuple[Periodicity | None, str | None]:
+    """`[PERIODICITY] [BUILD]`: a lone argument that is no periodicity is the build."""
+    if periodicity is not None and build_identifier is None \
+            and periodicity.upper() not in PERIODICITY_NAMES:
+        return None, parse_build_identifier(periodicity)
+    p = Periodicity.parse(periodicity) if periodicity is not None else None
+    b = parse_build_identifier(build_identifier) if build_identifier is not None else None
+    return p, b

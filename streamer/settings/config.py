@@ -21,6 +21,7 @@ from streamer import codec
 from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
+from streamer.settings.assets import AssetsConfig, parse_assets
 from streamer.settings.values import (
     MiB,
     normalise_endpoint,
@@ -143,6 +144,7 @@ class Config:
     progress_interval: float = 5.0  # seconds between progress lines off a terminal
     website_url: str = ""
     website_name: str = ""
+    assets: AssetsConfig = field(default_factory=AssetsConfig)  # settings/assets.py
 
     @property
     def effective_quorum(self) -> int:
@@ -362,4 +364,5 @@ def parse_config(s: Mapping[str, str]) -> Config:
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),
         website_url=s.get("WEBSITE_URL", ""),
         website_name=s.get("WEBSITE_NAME", ""),
+        assets=parse_assets(s),
     )
