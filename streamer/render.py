@@ -116,6 +116,8 @@ def housekeeping_lines(outcome: BackupOutcome, quiet: bool) -> list[Line]:
         out += heal_lines(outcome.heal, quiet_if_nothing=True)
     if outcome.retention is not None:
         out += prune_lines(outcome.retention, quiet_if_nothing=True)
+    if outcome.assets is not None:
+        out += [line for line in assets_lines(outcome.assets) if line.err or not quiet]
     return out
 
 

@@ -13,7 +13,6 @@ import time
 import uuid
 from typing import Any
 
-import pytest
 from s3util import REPO, STREAMER, RegionsEnv, run_streamer
 
 DIRS = ("wp-content/uploads", "images")
@@ -129,5 +128,30 @@ def test_killed_mid_copy_then_consistent(regions: RegionsEnv) -> None:
             for r in (2, 3):
                 assert _objects(regions, r, b) == src
                 assert regions.uploads(r, b) == []
+    finally:
+        _cleanup(regions, buckets, backups)
+
+
+def test_daily_backup_copies_assets_hourly_does_not(regions: RegionsEnv, tmp_path: Any) -> None:
+    env, buckets, backups = _setup(regions)
+    try:
+        (tmp_path / "index.php").write_text("<?php echo 1;")
+        env = {**env, "STREAMER_WEBROOT": str(tmp_path), "DATABASE_INSTALLATION_TYPE": "None"}
+        _put(regions, buckets[1], "logo.png", b"png")
+        hourly = run_streamer(["HOURLY", "site1"], env)
+        assert hourly.code == 0, hourly.stderr
+        assert regions.keys(2, buckets[1]) == []
+        daily = run_streamer(["DAILY", "site1"], env)
+        assert daily.code == 0, daily.stderr
+        assert regions.keys(3, buckets[1]) == ["logo.png"]
+        for r in (1, 2, 3):
+            keys = regions.keys(r, backups, "site1/daily/")
+            assert any(k.endswith("/assets.json.zst") for k in keys), keys
+            assert any(k.endswith("/manifest.json") for k in keys), keys
+        # a missing assets bucket is a warning: the backup's exit code is its own
+        regions.delete_bucket_everywhere(buckets[0])
+        again = run_streamer(["DAILY", "site1"], env)
+        assert again.code == 0, again.stderr
+        assert "assets not copied" in again.stdout + again.stderr
     finally:
         _cleanup(regions, buckets, backups)
