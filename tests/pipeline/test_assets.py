@@ -155,3 +155,17 @@ def test_daily_backup_copies_assets_hourly_does_not(regions: RegionsEnv, tmp_pat
         assert "assets not copied" in again.stdout + again.stderr
     finally:
         _cleanup(regions, buckets, backups)
+
+
+def test_no_assets_buckets_is_exit_2_in_one_line(regions: RegionsEnv) -> None:
+    env = {**os.environ, **regions.env, "WEBSITE_URL": "w.example", "STREAMER_BUCKET": "unused-b"}
+    off = run_streamer(["assets", "site1"], {**env, "PERSIST_ASSETS_TO_DATASTORE": "0"})
+    assert off.code == 2 and "PERSIST_ASSETS_TO_DATASTORE is not 1" in off.stderr
+    assert len(off.stderr.strip().splitlines()) == 1 and "Traceback" not in off.stderr
+    one = run_streamer(["assets", "site1"], {**env, "PERSIST_ASSETS_TO_DATASTORE": "1",
+                                             "DIRECTORIES_TO_MOUNT": "images",
+                                             "S3_HOST_BASE": env["S3_HOST_BASE"].split("|")[0]})
+    assert one.code == 2 and "only one region" in one.stderr
+    helped = run_streamer(["assets", "--help"], env)
+    assert helped.code == 0
+    assert "3    a region was dropped" in helped.stdout
