@@ -19,12 +19,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from streamer import model
-from streamer.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, ConfigError, StoreFailure, StreamerError
+from streamer.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    ConfigError,
+    ListingOrderError,
+    StoreFailure,
+    StreamerError,
+)
 from streamer.housekeeping.lease import new_holder
 from streamer.housekeeping.lock import BackupLock, hold_lock
 from streamer.layout.catalog import list_or_empty
 from streamer.model import Periodicity
 from streamer.pipeline.assets_plan import (
+    ORDERS,
+    Frame,
     IndexEntry,
     IndexWriter,
     index_stamp,
@@ -120,8 +130,9 @@ async def assets_run(config: Config, ops: OpsConfig, build: str, clients: list[O
 
 
 async def _previous_index(clients: list[ObjectStore], build: str,
-                          limit: float) -> tuple[str | None, bytes | None]:
-    """The newest index of the build in any region: its stamp and bytes."""
+                          limit: float) -> tuple[str | None, tuple[str, bytes] | None]:
+    """The newest index of the build in any region: its stamp, and its key
+    order and bytes."""
     found: dict[str, str] = {}
     for c in clients:
         try:
@@ -138,12 +149,13 @@ async def _previous_index(clients: list[ObjectStore], build: str,
             except StoreFailure:
                 continue
             if got is not None:
-                return s, got[0]
+                return s, (str(read_index(got[0])[0].get("order") or "bytes"), got[0])
     return None, None
 
 
 async def _sync_bucket(config: Config, bucket: str, budget: ByteBudget, now: datetime,
-                       previous: bytes | None, writer: IndexWriter, tally: AssetsTally) -> None:
+                       previous: tuple[str, bytes] | None, writer: IndexWriter,
+                       tally: AssetsTally) -> None:
     """One assets bucket: the region 1 source to every other region."""
     pool = 48
     async with contextlib.AsyncExitStack() as stack:
@@ -157,12 +169,34 @@ async def _sync_bucket(config: Config, bucket: str, budget: ByteBudget, now: dat
         for i, t in targets.items():
             if i not in tally.dropped:
                 await _abort_leftovers(t, tally)
-        entries: Iterator[IndexEntry] = iter(())
-        if previous is not None:
-            entries = (e for e in read_index(previous)[1] if e.bucket == bucket)
         sync = BucketSync(source, targets, copy_options(config, budget), now,
                           config.assets.keep_deleted, tally)
-        await sync.run(entries, writer)
+        await _merge_in_order(sync, bucket, previous, writer)
+
+
+async def _merge_in_order(sync: BucketSync, bucket: str, previous: tuple[str, bytes] | None,
+                          writer: IndexWriter) -> None:
+    """The bucket merged in the order its listings come in: the previous
+    index's first, then the other; an index in neither is set aside
+    (ORDERS in pipeline/assets_plan.py, docs/ARCHITECTURE.md)."""
+    first = previous[0] if previous else "bytes"
+    attempts = [(first, True), (first, False)] + [(o, False) for o in ORDERS if o != first]
+    for order, with_previous in attempts:
+        entries: Iterator[IndexEntry] = iter(())
+        if previous is not None and with_previous:
+            entries = (e for e in read_index(previous[1])[1] if e.bucket == bucket)
+        counts = (sync.tally.objects, sync.tally.kept_deleted, list(sync.tally.deleted_sample))
+        frame = Frame()
+        try:
+            await sync.run(entries, frame, order)
+        except ListingOrderError as e:
+            sync.tally.objects, sync.tally.kept_deleted, sync.tally.deleted_sample = counts
+            error = e
+            continue
+        writer.append(frame)
+        writer.order = order
+        return
+    raise error
 
 
 async def _abort_leftovers(target: AssetBucket, tally: AssetsTally) -> None:

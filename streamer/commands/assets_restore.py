@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import anyio
 
 from streamer.commands.assets import copy_options
-from streamer.errors import EXIT_FAILED, EXIT_OK, ConfigError, NotFound, StoreFailure
+from streamer.errors import EXIT_FAILED, EXIT_OK, ConfigError, ListingOrderError, NotFound, StoreFailure
 from streamer.layout.catalog import list_or_empty
 from streamer.layout.choice import layout_for
 from streamer.model import Series
 from streamer.pipeline.assets_copy import copy_object
-from streamer.pipeline.assets_plan import IndexEntry, index_stamp, read_index
+from streamer.pipeline.assets_plan import ORDERS, IndexEntry, index_stamp, read_index
 from streamer.pipeline.assets_sync import merged
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.copy import CopyOptions, bounded
@@ -85,16 +85,26 @@ async def restore_assets(config: Config, request: AssetsRestoreRequest) -> Asset
         raise ConfigError(f"--assets-bucket names one bucket, the index holds {len(buckets)}",
                           "restore into the original buckets")
     budget = ByteBudget(config.memory_budget)
+    first = str(header.get("order") or "bytes")
     for bucket in buckets:
         dest = request.bucket or bucket
         report.buckets[bucket] = dest
-        entries = (e for e in read_index(data)[1] if e.bucket == bucket)
-        await _restore_bucket(config, bucket, dest, entries, copy_options(config, budget), report)
+        for order in [first, *(o for o in ORDERS if o != first)]:
+            entries = (e for e in read_index(data)[1] if e.bucket == bucket)
+            counts = (report.restored, report.present, list(report.failed))
+            try:
+                await _restore_bucket(config, bucket, dest, entries, order,
+                                      copy_options(config, budget), report)
+                break
+            except ListingOrderError:  # the destination lists in the other order: again
+                report.restored, report.present, report.failed = counts
+        else:
+            raise ListingOrderError(f"region 1 bucket {dest}", "(any order streamer knows)")
     return report
 
 
 async def _restore_bucket(config: Config, bucket: str, dest: str, entries: Iterator[IndexEntry],
-                          opts: CopyOptions, report: AssetsRestoreReport) -> None:
+                          order: str, opts: CopyOptions, report: AssetsRestoreReport) -> None:
     async with contextlib.AsyncExitStack() as stack:
         async def store(index: int, name: str) -> AssetBucket:
             return AssetBucket(await stack.enter_async_context(open_store(
@@ -111,7 +121,7 @@ async def _restore_bucket(config: Config, bucket: str, dest: str, entries: Itera
             finally:
                 slots.release()
         async with anyio.create_task_group() as tg:
-            async for _, listed, _, entry in merged(_listing(target), {}, entries):
+            async for _, listed, _, entry in merged(_listing(target), {}, entries, order):
                 if entry is None or entry.deleted_since:
                     continue  # deleted at the source before that run: not part of it
                 await slots.acquire()

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import zstandard
 
@@ -135,27 +136,54 @@ def copy_matches(metadata: Mapping[str, str], source: Listed) -> bool:
 # ---------------------------------------------------------------- the index file
 
 
-class IndexWriter:
-    """Index lines compressed as they come; ``data`` is the finished file."""
+# The key orders listings come in: S3 lists in byte order (AWS, MinIO); SeaweedFS
+# directory by directory ("a/b" before "a-c").  Each run tries the order its
+# previous index recorded first (docs/ARCHITECTURE.md, "The assets buckets").
+ORDERS: dict[str, Callable[[str], Any]] = {"bytes": lambda k: k, "paths": lambda k: k.split("/")}
 
-    def __init__(self, header: Mapping[str, object]) -> None:
+
+class Frame:
+    """Index lines compressed as they come, into one zstd frame."""
+
+    def __init__(self) -> None:
         self._out = io.BytesIO()
         self._z = zstandard.ZstdCompressor(level=9).stream_writer(self._out, closefd=False)
-        self._z.write(json.dumps({"format": INDEX_FORMAT, **header}).encode() + b"\n")
         self.entries = 0
 
     def add(self, entry: IndexEntry) -> None:
         self._z.write(entry.line())
         self.entries += 1
 
+    def write(self, data: bytes) -> None:
+        self._z.write(data)
+
     def finish(self) -> bytes:
         self._z.flush(zstandard.FLUSH_FRAME)
         return self._out.getvalue()
 
 
+class IndexWriter:
+    """The index file: a header frame, then one frame per bucket once it is whole."""
+
+    def __init__(self, header: Mapping[str, object]) -> None:
+        self.header = dict(header)
+        self.order = "bytes"  # the key order the listings came in (ORDERS)
+        self._frames: list[bytes] = []
+
+    def append(self, frame: Frame) -> None:
+        self._frames.append(frame.finish())
+
+    def finish(self) -> bytes:
+        first = Frame()
+        first.write(json.dumps({"format": INDEX_FORMAT, **self.header, "order": self.order}).encode()
+                    + b"\n")
+        return b"".join([first.finish(), *self._frames])
+
+
 def read_index(data: bytes) -> tuple[dict[str, object], Iterator[IndexEntry]]:
     """The header and the entries of an index file, decompressed as they are read."""
-    reader = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)))
+    reader = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(
+        io.BytesIO(data), read_across_frames=True))
     header = json.loads(reader.readline() or b"{}")
 
     def entries() -> Iterator[IndexEntry]:

@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream
+from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 
-from streamer.errors import StoreFailure
+from streamer.errors import ListingOrderError, StoreFailure, first_leaf
 from streamer.pipeline.assets_copy import CopyOutcome, copy_object
-from streamer.pipeline.assets_plan import IndexEntry, IndexWriter, Verdict, copy_matches, decide
+from streamer.pipeline.assets_plan import ORDERS, Frame, IndexEntry, Verdict, copy_matches, decide
 from streamer.pipeline.copy import CopyOptions, bounded
 from streamer.store.s3_assets import AssetBucket, Listed
 
@@ -64,24 +65,31 @@ async def _dropping(region: int, items: AsyncIterator[Listed],
 
 
 async def merged(source: AsyncIterator[Listed], targets: Mapping[int, AsyncIterator[Listed]],
-                 previous: Iterator[IndexEntry]) -> AsyncIterator[
+                 previous: Iterator[IndexEntry], order: str = "bytes") -> AsyncIterator[
                      tuple[str, Listed | None, dict[int, Listed], IndexEntry | None]]:
-    """Every key of any input, in key order, with what each input holds for it
-    (every input is sorted by key, as S3 lists and the index is written)."""
+    """Every key of any input, in ``order`` (assets_plan.ORDERS), with what each
+    input holds for it; an input out of that order raises ``ListingOrderError``
+    (``where``: "source", "previous index" or the region's number)."""
+    rank = ORDERS[order]
     heads: dict[object, Listed | IndexEntry | None] = {}
+    last: dict[object, Any] = {}
     streams: dict[object, AsyncIterator[Listed]] = {"s": source}
     streams.update(dict(targets.items()))
 
     async def advance(name: object) -> None:
-        if name == "p":
-            heads["p"] = next(previous, None)
-        else:
-            heads[name] = await anext(streams[name], None)
+        head = next(previous, None) if name == "p" else await anext(streams[name], None)
+        if head is not None:
+            r = rank(head.key)
+            if name in last and r <= last[name]:
+                where = {"s": "source", "p": "previous index"}.get(str(name), str(name))
+                raise ListingOrderError(where, head.key)
+            last[name] = r
+        heads[name] = head
 
     for name in [*streams, "p"]:
         await advance(name)
     while any(h is not None for h in heads.values()):
-        key = min(h.key for h in heads.values() if h is not None)
+        key = min((h.key for h in heads.values() if h is not None), key=rank)
         got = {n: h for n, h in heads.items() if h is not None and h.key == key}
         for name in got:
             await advance(name)
@@ -118,8 +126,10 @@ class BucketSync:
         self.tally.dropped.setdefault(region, why)
         self.targets[region].store.sever()
 
-    async def run(self, previous: Iterator[IndexEntry], writer: IndexWriter) -> None:
-        """Long: the merge loop, its copies, its purges and the ordered index writer."""
+    async def run(self, previous: Iterator[IndexEntry], writer: Frame, order: str) -> None:
+        """The merge loop, its copies, its purges and the ordered index writer.
+        Purges wait for the whole merge: a listing found out of order mid-way
+        (``ListingOrderError``) has then deleted nothing."""
         for i in self.live():
             try:
                 await bounded(self.targets[i].store, "CreateBucket", self.opts.stall_timeout,
@@ -131,28 +141,37 @@ class BucketSync:
         purges: dict[int, list[str]] = {}
         listings = {i: _dropping(i, _flat(self.targets[i].pages()), self.tally.dropped)
                     for i in self.live()}
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._write, receive, writer)
-            async with send:
-                async for key, src, held, prev in merged(_flat(self.source.pages()), listings,
-                                                         previous):
-                    verdict = decide(1, self.source.bucket, key, src, held, self.live(), prev,
-                                     self.now, self.keep_deleted)
-                    for r in verdict.purge:
-                        purges.setdefault(r, []).append(key)
-                        if len(purges[r]) >= 1000:
-                            await self._purge(r, purges.pop(r))
-                    if verdict.entry is None:
-                        continue
-                    pending = _Pending(verdict, src)
-                    if src is not None and (verdict.copy_to or verdict.check):
-                        await slots.acquire()
-                        tg.start_soon(self._work, pending, slots)
-                    else:
-                        pending.done.set()
-                    await send.send(pending)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._write, receive, writer)
+                await self._feed(tg, send, slots, listings, previous, order, purges)
+        except BaseExceptionGroup as group:
+            leaf = first_leaf(group)
+            raise (leaf if isinstance(leaf, Exception) else group) from None
         for r, keys in purges.items():
-            await self._purge(r, keys)
+            for i in range(0, len(keys), 1000):
+                await self._purge(r, keys[i:i + 1000])
+
+    async def _feed(self, tg: TaskGroup, send: ObjectSendStream[_Pending], slots: anyio.Semaphore,
+                    listings: dict[int, AsyncIterator[Listed]], previous: Iterator[IndexEntry],
+                    order: str, purges: dict[int, list[str]]) -> None:
+        """Every key's verdict: its copies started, its index line queued in order."""
+        async with send:
+            async for key, src, held, prev in merged(_flat(self.source.pages()), listings,
+                                                     previous, order):
+                verdict = decide(1, self.source.bucket, key, src, held, self.live(), prev,
+                                 self.now, self.keep_deleted)
+                for r in verdict.purge:
+                    purges.setdefault(r, []).append(key)
+                if verdict.entry is None:
+                    continue
+                pending = _Pending(verdict, src)
+                if src is not None and (verdict.copy_to or verdict.check):
+                    await slots.acquire()
+                    tg.start_soon(self._work, pending, slots)
+                else:
+                    pending.done.set()
+                await send.send(pending)
 
     async def _purge(self, region: int, keys: list[str]) -> None:
         if region in self.tally.dropped:
@@ -195,7 +214,7 @@ class BucketSync:
             return True
         return False
 
-    async def _write(self, receive: ObjectReceiveStream[_Pending], writer: IndexWriter) -> None:
+    async def _write(self, receive: ObjectReceiveStream[_Pending], writer: Frame) -> None:
         """Index lines in key order, each once its copies are done."""
         async with receive:
             async for pending in receive:

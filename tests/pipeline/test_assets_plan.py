@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streamer.errors import ConfigError
+from streamer.errors import ConfigError, ListingOrderError
 from streamer.model import Periodicity, stamp
 from streamer.pipeline.assets_plan import (
     META_ETAG,
     META_SIZE,
+    Frame,
     IndexEntry,
     IndexWriter,
     copy_matches,
@@ -88,11 +89,16 @@ def test_decide_deleted_kept_then_purged() -> None:
 def test_index_round_trip_and_keys() -> None:
     w = IndexWriter({"build": "site"})
     entries = [IndexEntry("b", f"k{i}", i, f"e{i}", {1: f"e{i}", 3: "x"}) for i in range(3)]
-    entries.append(IndexEntry("b", "gone ü", 1, "", {2: "y"}, "20261101T000000Z"))
-    for e in entries:
-        w.add(e)
+    entries.append(IndexEntry("c", "gone ü", 1, "", {2: "y"}, "20261101T000000Z"))
+    for bucket in ("b", "c"):  # a frame per bucket
+        frame = Frame()
+        for e in entries:
+            if e.bucket == bucket:
+                frame.add(e)
+        w.append(frame)
+    w.order = "paths"
     header, read = read_index(w.finish())
-    assert header["build"] == "site" and header["format"] == 1
+    assert header["build"] == "site" and header["format"] == 1 and header["order"] == "paths"
     assert list(read) == entries
     assert index_stamp(run_index_key("s", Periodicity.DAILY, "20261201T120000Z"), "s") == \
         "20261201T120000Z"
@@ -115,3 +121,15 @@ async def test_merge_in_key_order() -> None:
            async for k, s, t, p in merged(_gen(src), {2: _gen(t2), 3: _gen([])}, prev)]
     assert got == [("a", True, [], True), ("b", False, [2], False), ("c", True, [2], False),
                    ("d", False, [], True)]
+
+
+@pytest.mark.anyio
+async def test_merge_in_the_order_the_server_lists_or_refuse() -> None:
+    seaweed = [Listed(k, 1, "1") for k in ("a/b", "a/c", "a-c", "a.d")]  # directory first
+    with pytest.raises(ListingOrderError, match="source lists 'a-c' out of order"):
+        _ = [k async for k, *_ in merged(_gen(seaweed), {}, iter(()), "bytes")]
+    got = [k async for k, *_ in merged(_gen(seaweed), {2: _gen(seaweed[1:])}, iter(()), "paths")]
+    assert got == ["a/b", "a/c", "a-c", "a.d"]
+    bytewise = sorted(seaweed, key=lambda o: o.key)
+    with pytest.raises(ListingOrderError, match="2 lists"):
+        _ = [k async for k, *_ in merged(_gen(seaweed), {2: _gen(bytewise)}, iter(()), "paths")]
