@@ -65,6 +65,8 @@ Environment (flag > environment > config file > default):
   STREAMER_LOCK_LEASE backup lock lease (15m), renewed every lease/3
   STREAMER_CLEANUP_HORIZON      age of abandoned leftovers cleanup removes (24h)
   STREAMER_HEAL_LIMIT time a backup may spend giving other regions runs they lack (15m; 0: off)
+  STREAMER_ASSETS_EVERY  backups that also copy the assets buckets (DAILY,WEEKLY,MONTHLY,BIMONTHLY)
+  STREAMER_ASSETS_KEEP_DELETED  how long assets deleted in region 1 stay elsewhere (30d)
   STREAMER_LAYOUT     streamer (default) or adt (WEBSITE_URL, WEBSITE_NAME)
   STREAMER_CONFIG     config file (default /etc/streamer/streamer.toml)"""
 
