@@ -36,15 +36,25 @@ def populate(regions: RegionsEnv, bucket: str, keys: list[str], size: int, tag: 
         list(pool.map(put, keys))
 
 
+def empty(regions: RegionsEnv, bucket: str) -> None:
+    """Delete a bucket in every region, its objects a thousand at a time."""
+    for i in range(1, len(regions.endpoints) + 1):
+        c = regions.client(i)
+        keys = regions.keys(i, bucket)
+        for n in range(0, len(keys), 1000):
+            c.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[n:n + 1000]]})
+    regions.delete_bucket_everywhere(bucket)
+
+
 def measure(name: str, env: dict[str, str], objects: int) -> dict[str, object]:
     started = time.monotonic()
     run = run_streamer(["assets", "bench"], env, timeout=7200)
     seconds = time.monotonic() - started
     if run.code != 0:
-        raise SystemExit(f"{name}: exit {run.code}: {run.stderr[-2000:]}")
+        print(f"{name}: exit {run.code}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}", file=sys.stderr)
     m = re.search(r"(\d+) cop(?:y|ies) made \(([\d.]+) MB\)", run.stdout)
     assert m, run.stdout
-    return {"run": name, "seconds": seconds, "objects_per_s": objects / seconds,
+    return {"run": name, "exit": run.code, "seconds": seconds, "objects_per_s": objects / seconds,
             "copies": int(m.group(1)), "copied_mb": float(m.group(2)),
             "rss_mib": run.max_rss_kib / 1024}
 
@@ -75,12 +85,12 @@ def main() -> None:
         rows.append(measure("third (unchanged)", env, args.objects))
     finally:
         for b in (bucket, backups):
-            regions.delete_bucket_everywhere(b)
+            empty(regions, b)
     print(f"\n{args.objects} objects of {args.size} B, 2 target regions, budget {args.budget}\n")
-    print("| run | wall s | objects/s | copies | MB copied | peak RSS MiB |")
-    print("|---|---|---|---|---|---|")
+    print("| run | exit | wall s | objects/s | copies | MB copied | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['seconds']:.1f} | {r['objects_per_s']:.0f} | {r['copies']} | "
+        print(f"| {r['run']} | {r['exit']} | {r['seconds']:.1f} | {r['objects_per_s']:.0f} | {r['copies']} | "
               f"{r['copied_mb']:.1f} | {r['rss_mib']:.0f} |")
 
 
