@@ -33,6 +33,8 @@ from streamer.cli_support import (
     PERIODICITY_NAMES,
     RESTORE_HELP,
     VERIFY_HELP,
+    be_gentle,
+    config_from,
     guarded,
     load_config,
     load_settings,
@@ -43,7 +45,6 @@ from streamer.cli_support import (
 )
 from streamer.errors import EXIT_USAGE
 from streamer.model import Periodicity, Series, parse_build_identifier
-from streamer.settings.config import parse_config
 from streamer.settings.ops import parse_ops
 
 app = typer.Typer(
@@ -152,7 +153,7 @@ def backup(
                        if k in ("S3_SECRET_KEY", "S3_ACCESS_KEY", "DB_PASSWORD") and v)
         report = parse_reporting(settings, json_out=json_out, quiet=quiet)
         series = Series(parse_build_identifier(build_identifier), Periodicity.parse(periodicity))
-        cfg = parse_config(settings)
+        cfg = be_gentle(config_from(settings))
         request = BackupRequest(cfg, series, parse_ops(settings), make_observer(cfg, report.quiet))
         outcome = run_async(lambda: backup_command(request))
         show_backup(outcome, report.quiet)
@@ -258,7 +259,7 @@ def verify(
 
     def go() -> int:
         series = Series(parse_build_identifier(build_identifier), Periodicity.parse(periodicity))
-        cfg = load_config(config, {"STREAMER_LAYOUT": layout})
+        cfg = be_gentle(load_config(config, {"STREAMER_LAYOUT": layout}))
         report = run_async(lambda: verify_command(cfg, series, at))
         show(verify_lines(report))
         return report.exit_code
@@ -309,7 +310,7 @@ def heal(
 
     def go() -> int:
         p, b = optional_scope(periodicity, build_identifier)
-        cfg = load_config(config, {})
+        cfg = be_gentle(load_config(config, {}))
         result = run_async(lambda: heal_command(cfg, HealRequest(p, b, verify=verify)))
         show(heal_lines(result))
         return result.exit_code
@@ -359,7 +360,7 @@ def cleanup(
         p, b = optional_scope(periodicity, build_identifier)
         settings = load_settings(config, {"STREAMER_LAYOUT": layout,
                                           "STREAMER_CLEANUP_HORIZON": horizon})
-        cfg = parse_config(settings)
+        cfg = config_from(settings)
         ops = parse_ops(settings)
         result = run_async(lambda: cleanup_command(cfg, ops, p, b))
         show(cleanup_lines(result))

@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 
-from streamer.cli_support import guarded, load_config, load_settings, run_async
+from streamer.cli_support import be_gentle, config_from, guarded, load_config, load_settings, run_async
 from streamer.model import Series, parse_build_identifier
-from streamer.settings.config import parse_config
 from streamer.settings.ops import parse_ops
 
 
@@ -34,7 +33,7 @@ def assets(
     def go() -> int:
         build = parse_build_identifier(build_identifier)
         settings = load_settings(config, {})
-        cfg, ops = parse_config(settings), parse_ops(settings)
+        cfg, ops = be_gentle(config_from(settings)), parse_ops(settings)
         result = run_async(lambda: assets_command(cfg, ops, build))
         show(assets_lines(result))
         return result.exit_code
@@ -49,7 +48,7 @@ def restore_assets(series: Series, at: str | None, bucket: str | None, config: P
     from streamer.commands.assets_restore import AssetsRestoreRequest, restore_assets
     from streamer.render import assets_restore_lines, show
 
-    cfg = load_config(config, {"STREAMER_LAYOUT": layout})
+    cfg = be_gentle(load_config(config, {"STREAMER_LAYOUT": layout}))
     report = run_async(lambda: restore_assets(cfg, AssetsRestoreRequest(series, at, bucket)))
     show(assets_restore_lines(report))
     return report.exit_code

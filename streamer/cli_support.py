@@ -20,9 +20,11 @@ from typing import TypeVar
 import anyio
 import typer
 
-from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, StreamerError
+from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, StreamerError
 from streamer.model import Periodicity, parse_build_identifier
+from streamer.process import lower_priority
 from streamer.settings.config import Config, parse_config
+from streamer.settings.security import plain_http_warnings
 from streamer.settings.values import load_file, merge_sources
 
 T = TypeVar("T")
@@ -58,6 +60,8 @@ Environment (flag > environment > config file > default):
   STREAMER_PARTS_IN_FLIGHT, STREAMER_PART_RETRIES   per region (4, 5)
   STREAMER_REQUEST_TIMEOUT      seconds for a control request (30); a part: that plus
   STREAMER_MIN_PART_RATE        its size at this many bytes per second (128KiB)
+  STREAMER_BWLIMIT    most bytes per second sent to all regions together (e.g. 50MiB; unset: no limit)
+  STREAMER_NICE       CPU and IO priority of streamer, tar and the dump: off (default), on, idle, 2-19
   STREAMER_MIN_TABLES fewest tables the database must hold (1)
   STREAMER_PROGRESS_INTERVAL    seconds between progress lines off a terminal (5)
   STREAMER_METRICS_FILE, STREAMER_ON_SUCCESS, STREAMER_ON_FAILURE, STREAMER_HOOK_TIMEOUT
@@ -68,6 +72,10 @@ Environment (flag > environment > config file > default):
   STREAMER_ASSETS_EVERY  backups that also copy the assets buckets (DAILY,WEEKLY,MONTHLY,BIMONTHLY)
   STREAMER_ASSETS_KEEP_DELETED  how long assets deleted in region 1 stay elsewhere (30d)
   STREAMER_LAYOUT     streamer (default) or adt (WEBSITE_URL, WEBSITE_NAME)
+  STREAMER_OBJECT_LOCK_DAYS, STREAMER_OBJECT_LOCK_MODE   S3 Object Lock on every committed
+                      object: days (0: none), GOVERNANCE (default) or COMPLIANCE
+  STREAMER_PRUNE      on (default) or off: nothing is deleted, old runs expire by lifecycle rules
+  STREAMER_CA_BUNDLE  PEM file of trusted CAs, one for all or one per region (|); else AWS_CA_BUNDLE
   STREAMER_CONFIG     config file (default /etc/streamer/streamer.toml)"""
 
 RESTORE_HELP = """\b
@@ -115,8 +123,29 @@ def load_settings(config_file: Path | None, flags: dict[str, str | None]) -> dic
     return merge_sources(file_settings, env, flags)
 
 
+def config_from(settings: dict[str, str]) -> Config:
+    """The frozen Config; a warning on stderr for every region whose keys
+    would travel over plain http to another machine (docs/SECURITY.md)."""
+    config = parse_config(settings)
+    for warning in plain_http_warnings((r.index, r.endpoint) for r in config.regions):
+        typer.echo(f"streamer: warning: {warning}", err=True)
+    return config
+
+
 def load_config(config_file: Path | None, flags: dict[str, str | None]) -> Config:
-    return parse_config(load_settings(config_file, flags))
+    return config_from(load_settings(config_file, flags))
+
+
+def be_gentle(config: Config) -> Config:
+    """Apply STREAMER_NICE to the whole process before a backup, heal or verify
+    starts (process.lower_priority); a priority that cannot be set is exit 2."""
+    if config.nice.active:
+        try:
+            lower_priority(config.nice.nice, config.nice.io_class, config.nice.io_level)
+        except OSError as e:
+            raise ConfigError(f"STREAMER_NICE={config.nice.describe()}: cannot set the priority: "
+                              f"{e}", "install util-linux (ionice) or set STREAMER_NICE=off") from None
+    return config
 
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:

@@ -72,6 +72,29 @@ STREAMER_SECRETS = frozenset({
 SECRET_ENV = STREAMER_SECRETS | {"PGPASSWORD", "MYSQL_PWD"}
 
 
+def lower_priority(nice: int, io_class: int, io_level: int) -> None:
+    """Lower the CPU and IO priority of every thread of this process (STREAMER_NICE).
+
+    Linux keeps both per thread, and a new thread or child copies its
+    creator's: called before the run starts, it covers streamer's own
+    threads (the producer, the zstd workers, the event loop) and every child
+    (tar, the dump, hooks) alike.  ``nice`` only ever rises (lowering it
+    needs privileges); ``io_class`` 2 (best-effort, at ``io_level``) or 3
+    (idle) is set with util-linux's ``ionice``.  Raises OSError if that fails."""
+    threads = [int(t) for t in os.listdir("/proc/self/task")]
+    if nice:
+        for tid in threads:
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                os.setpriority(os.PRIO_PROCESS, tid,
+                               max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+    if io_class:
+        level = ["-n", str(io_level)] if io_class == 2 else []
+        done = subprocess.run(["ionice", "-c", str(io_class), *level, "-p",
+                               *map(str, threads)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise OSError(f"ionice {exit_text(done.returncode)}: {done.stderr.strip()}")
+
+
 def inherited_environment() -> dict[str, str]:
     """streamer's environment without its own secrets."""
     return {k: v for k, v in os.environ.items() if k not in STREAMER_SECRETS}

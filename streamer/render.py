@@ -335,6 +335,8 @@ def prune_lines(result: PruneResult, quiet_if_nothing: bool = False) -> list[Lin
     out: list[Line] = []
     for p in result.pruned:
         r = p.report
+        out.extend(Line(f"warning: retention {p.series}: {r.region}: kept {stamp}, under Object "
+                        f"Lock until {until:%Y-%m-%d %H:%M}Z", err=True) for stamp, until in r.locked)
         if quiet_if_nothing and not r.removed:
             continue
         removed = f", removed {len(r.removed)}: {' '.join(r.removed)}" if r.removed else ", removed none"

@@ -90,7 +90,8 @@ async def backup(request: BackupRequest) -> BackupOutcome:
         # upload and retention share its connections (each call says how
         # quickly it gives up on a dead region: LOCK_POLICY, CATALOG_READS).
         async with open_stores(config, bucket=bucket) as all_clients:
-            regions = await preflight_regions(all_clients, config.stall_timeout)
+            regions = await preflight_regions(all_clients, config.stall_timeout,
+                                              bool(config.object_lock_days))
             require_quorum(regions, config.effective_quorum)
             clients = _drop(regions, {}, config.effective_quorum)
             lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,
@@ -100,7 +101,8 @@ async def backup(request: BackupRequest) -> BackupOutcome:
                 clients = _drop(regions, lock.unanswered, config.effective_quorum)
                 outcome.cleanup = await clean_series(clients, layout, series,
                                                      request.ops.cleanup_horizon,
-                                                     SeriesCleanup(series),
+                                                     SeriesCleanup(series,
+                                                                   delete_runs=config.prune),
                                                      config.stall_timeout)
                 clients = _drop(regions, outcome.cleanup.stalled, config.effective_quorum)
                 async with contextlib.AsyncExitStack() as stack:
@@ -114,7 +116,8 @@ async def backup(request: BackupRequest) -> BackupOutcome:
                         regions=regions)
                 if result.exit_code != EXIT_FAILED:
                     outcome.heal = await _heal_after(request, layout, clients, result)
-                if result.exit_code != EXIT_FAILED and layout.no_retention is None:
+                if result.exit_code != EXIT_FAILED and layout.no_retention is None \
+                        and config.prune:
                     # Only where this run committed: elsewhere the older runs
                     # may be all that region has (it is healed first).
                     committed = {r.index for r in result.committed}

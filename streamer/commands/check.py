@@ -2,7 +2,10 @@
 
 Each probe yields ``Finding``s; any finding that is not ok makes the command
 exit 2.  Nothing is uploaded; with ``create_buckets`` a missing bucket is
-created, as the first backup would.
+created, as the first backup would (with Object Lock enabled when
+STREAMER_OBJECT_LOCK_DAYS is set).  Every region's bucket reports whether it
+has Object Lock; with STREAMER_OBJECT_LOCK_DAYS set, one without it is a
+problem (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenie
                      "InvalidToken", "AuthorizationHeaderMalformed"}
 
 
-async def probe_region(client: ObjectStore, create_buckets: bool) -> list[Finding]:
+async def probe_region(client: ObjectStore, create_buckets: bool,
+                       lock_days: int = 0) -> list[Finding]:
     who = client.label
     out: list[Finding] = []
     try:
@@ -60,15 +64,39 @@ async def probe_region(client: ObjectStore, create_buckets: bool) -> list[Findin
         out.append(Finding(who, "bucket", True, f"{client.bucket} present"))
     elif create_buckets:
         try:
-            await client.ensure_bucket()
-            out.append(Finding(who, "bucket", True, f"{client.bucket} created"))
+            await client.ensure_bucket(object_lock=lock_days > 0)
+            out.append(Finding(who, "bucket", True, f"{client.bucket} created"
+                               + (" with Object Lock" if lock_days else "")))
         except StoreFailure as f:
             out.append(Finding(who, "bucket", False, f"cannot create {client.bucket}: {f.detail}"))
+            return out
     else:
         out.append(Finding(who, "bucket", False,
                            f"{client.bucket} missing (the first backup creates it; "
                            "or run `streamer config check --create-buckets`)"))
+        return out
+    out.append(await probe_object_lock(client, lock_days))
     return out
+
+
+async def probe_object_lock(client: ObjectStore, lock_days: int) -> Finding:
+    """Whether the bucket has Object Lock; a problem only where the settings
+    ask for it (STREAMER_OBJECT_LOCK_DAYS)."""
+    try:
+        lock = await client.bucket_lock(policy=client.policy.tries(2))
+    except StoreFailure as f:
+        return Finding(client.label, "object lock", not lock_days, f"unknown: {f.detail}")
+    if not lock.enabled:
+        return Finding(client.label, "object lock", not lock_days, "not enabled" + (
+            " but STREAMER_OBJECT_LOCK_DAYS is set (a bucket gets it only when created: "
+            "use a new bucket)" if lock_days else ""))
+    detail = "enabled"
+    if lock.default_rule:
+        detail += (f", default retention {lock.default_rule} (the lock object gets it too; "
+                   "streamer sets each run's own: remove the default rule)")
+    if not lock_days:
+        detail += "; STREAMER_OBJECT_LOCK_DAYS is not set, so runs are not retained"
+    return Finding(client.label, "object lock", True, detail)
 
 
 async def probe_database(config: Config) -> list[Finding]:
@@ -90,7 +118,7 @@ async def run_checks(config: Config, clients: list[ObjectStore],
     results: dict[int, list[Finding]] = {}
 
     async def one(i: int, client: ObjectStore) -> None:
-        results[i] = await probe_region(client, create_buckets)
+        results[i] = await probe_region(client, create_buckets, config.object_lock_days)
 
     async def db() -> None:
         results[len(clients)] = await probe_database(config)

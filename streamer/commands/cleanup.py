@@ -44,15 +44,16 @@ async def cleanup(config: Config, ops: OpsConfig, periodicity: Periodicity | Non
     for scope in layout.scopes(periodicity):
         async with open_stores(config, CATALOG_POLICY, bucket=layout.bucket(scope)) as clients:
             for series in await layout.find_series(clients, scope, build):
-                result.series.append(await _clean_one(clients, layout, series, ops))
+                result.series.append(await _clean_one(clients, layout, series, ops,
+                                                      config.prune))
     return result
 
 
 async def _clean_one(clients: list[ObjectStore], layout: Layout, series: Series,
-                     ops: OpsConfig) -> SeriesCleanup:
+                     ops: OpsConfig, delete_runs: bool = True) -> SeriesCleanup:
     lock = BackupLock(clients, layout.lock_key(series), str(series), ops.lock_lease,
                       new_holder("cleanup", ops.lock_lease))
-    done = SeriesCleanup(series)
+    done = SeriesCleanup(series, delete_runs=delete_runs)
     try:
         await lock.acquire()
     except (LockHeld, BackupFailed) as e:

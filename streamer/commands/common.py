@@ -29,6 +29,7 @@ class SeriesCleanup:
     holding_lock: bool = True
     lock_message: str = ""  # why the lock was not taken
     horizon: float = 0.0  # seconds; what was cleaned without the lock
+    delete_runs: bool = True  # False (STREAMER_PRUNE=off): abandoned runs are the lifecycle rules'
     reports: list[CleanupReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     stalled: dict[int, str] = field(default_factory=dict)  # region index -> why (stall timeout)
@@ -47,7 +48,7 @@ async def clean_series(clients: list[ObjectStore], layout: Layout, series: Serie
         try:
             with anyio.fail_after(bound):
                 r = await cleanup_series(client, prefixes, datetime.now(UTC), span,
-                                         cleanup.holding_lock)
+                                         cleanup.holding_lock, cleanup.delete_runs)
         except StoreFailure as e:
             cleanup.problems.append(str(e))
             return

@@ -15,6 +15,9 @@ __all__ = ["PruneResult", "prune"]
 async def prune(config: Config, periodicity: Periodicity | None = None,
                 build: str | None = None) -> PruneResult:
     layout = layout_for(config)
+    if not config.prune:
+        return PruneResult(skipped="retention: STREAMER_PRUNE=off, old runs are left to the "
+                                   "buckets' lifecycle rules")
     if layout.no_retention is not None:
         return PruneResult(skipped=layout.no_retention)
     result = PruneResult()

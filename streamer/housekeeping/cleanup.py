@@ -15,6 +15,11 @@ Two kinds of leftovers under a build and periodicity:
   past its lease could commit a run whose artifacts are gone -- so these are
   removed only when both their stamp and every object are older than the
   horizon (default 24 h, ``STREAMER_CLEANUP_HORIZON``), lock or no lock.
+  With ``STREAMER_PRUNE=off`` they are left to the bucket's lifecycle rules
+  (docs/SECURITY.md: the keys may have no delete right at all).
+
+A request the keys are not allowed (no abort or delete right) is reported, as
+every failure here is; it never fails a backup.
 
 Where to look is the layout's (``Layout.cleanup_prefixes``).  ``plan_cleanup``
 is pure; ``cleanup_series`` does one region's I/O.
@@ -103,20 +108,25 @@ async def cleanup_prefix(client: ObjectStore, prefix: str, now: datetime, horizo
             aborted += 1
         except StoreFailure as e:
             errors.append(str(e))
+    deleted = plan.runs
     if plan.delete:
         try:
             await client.delete_keys(list(plan.delete))
         except StoreFailure as e:
             errors.append(str(e))
-    return CleanupReport(client.label, aborted, plan.runs, tuple(errors))
+            deleted = ()
+    return CleanupReport(client.label, aborted, deleted, tuple(errors))
 
 
 async def cleanup_series(client: ObjectStore, prefixes: Sequence[CleanupPrefix], now: datetime,
-                         horizon: timedelta, holding_lock: bool) -> CleanupReport:
-    """Clean one region under every prefix of a series (``Layout.cleanup_prefixes``)."""
+                         horizon: timedelta, holding_lock: bool,
+                         delete_runs: bool = True) -> CleanupReport:
+    """Clean one region under every prefix of a series (``Layout.cleanup_prefixes``);
+    ``delete_runs`` False: abort uploads only."""
     aborted, runs, errors = 0, list[str](), list[str]()
     for p in prefixes:
-        r = await cleanup_prefix(client, p.prefix, now, horizon, holding_lock, with_runs=p.with_runs)
+        r = await cleanup_prefix(client, p.prefix, now, horizon, holding_lock,
+                                 with_runs=p.with_runs and delete_runs)
         aborted += r.aborted
         runs.extend(r.deleted_runs)
         errors.extend(r.errors)

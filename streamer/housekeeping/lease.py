@@ -60,6 +60,12 @@ class Holder:
         except (ValueError, KeyError, TypeError):
             return None
 
+    @property
+    def released(self) -> bool:
+        """A lock given back by overwriting it (keys without the delete right,
+        housekeeping/lock.py): its lease ends where it began."""
+        return self.expires <= self.acquired
+
     def describe(self) -> str:
         return (f"{self.host} pid {self.pid} (run {self.run or '?'}) until "
                 f"{self.expires.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")

@@ -25,7 +25,11 @@ is renewed every lease/3 with ``If-Match``; a run whose copies were taken
 over by another run in every region it held has lost the lock and cancels
 itself (its uploads are aborted, nothing is committed); regions that merely
 stop answering take nothing away.  On exit the copies are
-deleted with ``If-Match``, so a lock taken over meanwhile is left alone.  If
+deleted with ``If-Match``, so a lock taken over meanwhile is left alone.
+Keys without the delete right (``STREAMER_PRUNE=off``, docs/SECURITY.md)
+release it instead by overwriting their copy, with ``If-Match``, with a
+holder whose lease ends where it began (``Holder.released``): the next run
+takes it over at once, and does not report it as a takeover.  If
 the runs split the regions so that neither has a majority, both give their
 copies back and retry after a random delay.
 
@@ -105,7 +109,7 @@ class BackupLock:
                     if c.state is ClaimState.ACQUIRED:
                         self.etags[c.index] = c.etag
                         self.confirmed_until[c.index] = self.holder.expires
-                        if c.holder is not None:
+                        if c.holder is not None and not c.holder.released:
                             self.taken_over.append(c.holder)
                 return
             mine = [c for c in claims if c.state is ClaimState.ACQUIRED]
@@ -185,10 +189,18 @@ class BackupLock:
     async def _give_back(self, claims: Sequence[Claim]) -> None:
         by_index = self.by_index
 
+        expired = replace(self.holder, expires=self.holder.acquired).encode()  # Holder.released
+
         async def one(claim: Claim) -> None:
+            client = by_index[claim.index]
             with anyio.move_on_after(CLAIM_TIMEOUT), contextlib.suppress(StoreFailure):
-                await by_index[claim.index].delete_object(self.key, if_match=claim.etag,
-                                                          policy=LOCK_POLICY)
+                try:
+                    await client.delete_object(self.key, if_match=claim.etag, policy=LOCK_POLICY)
+                except StoreFailure as f:
+                    if f.status != 403:
+                        raise
+                    await client.put_object(self.key, expired, if_match=claim.etag,
+                                            policy=LOCK_POLICY)
 
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:

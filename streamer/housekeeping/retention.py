@@ -13,6 +13,11 @@ fails, what is left is a manifest-less run, which ``cleanup`` removes later.
 The other order could leave a manifest whose artifacts are gone: a "committed"
 backup that cannot be restored.
 
+A run still under S3 Object Lock (its manifest's retain-until date is ahead,
+docs/SECURITY.md) is kept and reported, never an error: no key could remove
+it anyway, and retention never fails a backup.  It is removed by a later
+prune once the date has passed.
+
 Retention needs no lock: it only removes runs that are older than N newer
 committed ones, and concurrent prunes delete the same keys (idempotently).
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from streamer.layout.base import Layout
 from streamer.layout.catalog import RunListing
@@ -46,6 +52,18 @@ class PruneReport:
     region: str
     kept: tuple[str, ...]  # stamps of committed runs kept
     removed: tuple[str, ...]  # stamps removed
+    locked: tuple[tuple[str, datetime], ...] = ()  # expired but under Object Lock: (stamp, until)
+
+
+async def _under_lock(client: ObjectStore, expired: Sequence[RunListing],
+                      now: datetime) -> dict[str, datetime]:
+    """The expired runs whose manifest's Object Lock retention is still ahead."""
+    locked: dict[str, datetime] = {}
+    for run in expired:
+        retention = await client.retention_of(run.manifest_key) if run.manifest_key else None
+        if retention is not None and retention.until > now:
+            locked[run.stamp] = retention.until
+    return locked
 
 
 async def prune_series(client: ObjectStore, layout: Layout, series: Series,
@@ -53,6 +71,8 @@ async def prune_series(client: ObjectStore, layout: Layout, series: Series,
     """Apply retention to one series in one region."""
     runs = await layout.runs(client, series)
     expired = select_expired(runs, keep)
+    locked = await _under_lock(client, expired, datetime.now(UTC))
+    expired = [r for r in expired if r.stamp not in locked]
     manifests, rest = deletion_order(expired)
     if manifests:
         await client.delete_keys(manifests)
@@ -60,4 +80,4 @@ async def prune_series(client: ObjectStore, layout: Layout, series: Series,
         await client.delete_keys(rest)
     gone = {r.stamp for r in expired}
     kept = tuple(r.stamp for r in runs if r.committed and r.stamp not in gone)
-    return PruneReport(client.label, kept, tuple(sorted(gone)))
+    return PruneReport(client.label, kept, tuple(sorted(gone)), tuple(sorted(locked.items())))

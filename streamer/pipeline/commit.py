@@ -62,7 +62,8 @@ async def commit(config: Config, result: BackupResult, artifacts: list[ArtifactR
 
     async def write(region: RegionRun) -> None:
         try:
-            await region.client.put_object(placement.manifest_key, body)
+            await region.client.put_object(placement.manifest_key, body,
+                                           retention=artifacts[0].retention)
         except StoreFailure as e:
             fanout.region_failed(region, str(e))
 

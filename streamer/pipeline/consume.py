@@ -35,7 +35,8 @@ async def region_worker(fanout: Fanout, region: RegionRun, art: ArtifactRun,
     with anyio.CancelScope() as scope:
         region.scopes.add(scope)
         try:
-            upload_id = await region.client.create_multipart(art.key, art.content_type)
+            upload_id = await region.client.create_multipart(art.key, art.content_type,
+                                                             art.retention)
             state.created(upload_id)
             slots = anyio.Semaphore(fanout.config.parts_in_flight)
             async with anyio.create_task_group() as tg, recv:

@@ -22,6 +22,7 @@ import base64
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -31,7 +32,7 @@ from streamer.errors import IntegrityError, StoreFailure, StreamerError, first_l
 from streamer.layout.catalog import StoredArtifact, StoredManifest
 from streamer.pipeline.budget import ByteBudget
 from streamer.settings.config import ChecksumMode
-from streamer.store.base import ObjectStore, PartBody
+from streamer.store.base import ObjectStore, PartBody, Retention
 from streamer.store.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -182,12 +183,13 @@ async def upload_part_retried(target: ObjectStore, key: str, upload_id: str, spa
 
 
 async def copy_artifact(source: ObjectStore, target: ObjectStore, key: str, art: StoredArtifact,
-                        spans: list[Span], opts: CopyOptions) -> None:
+                        spans: list[Span], opts: CopyOptions,
+                        retention: Retention | None = None) -> None:
     """Copy one artifact; its upload in the target is completed only if every
     part and the whole stream matched, and aborted otherwise."""
     limit = opts.stall_timeout
     upload_id = await bounded(target, "CreateMultipartUpload", limit,
-                              target.create_multipart(key, _content_type(art)))
+                              target.create_multipart(key, _content_type(art), retention))
     etags: dict[int, str] = {}
 
     async def sink(span: Span, body: PartBody) -> None:
@@ -210,15 +212,21 @@ async def copy_artifact(source: ObjectStore, target: ObjectStore, key: str, art:
 async def copy_run(source: ObjectStore, target: ObjectStore, manifest: StoredManifest,
                    manifest_key: str, manifest_bytes: bytes, opts: CopyOptions) -> int:
     """Every artifact of a run from ``source`` to ``target``, then the
-    manifest (the source's bytes) last; returns the bytes copied."""
+    manifest (the source's bytes) last; returns the bytes copied.  A run under
+    Object Lock in the source is copied under the same retention (mode and
+    retain-until date) while that date is still ahead (docs/SECURITY.md)."""
+    retention = await bounded(source, "HeadObject", opts.stall_timeout,
+                              source.retention_of(manifest_key))
+    if retention is not None and retention.until <= datetime.now(UTC):
+        retention = None
     copied = 0
     for art in manifest.artifacts.values():
         key = manifest.key_of(art)
         raw = dict(manifest.raw.get("artifacts", {})).get(art.name, {})
-        await copy_artifact(source, target, key, art, part_spans(art, raw), opts)
+        await copy_artifact(source, target, key, art, part_spans(art, raw), opts, retention)
         copied += art.stored_size
     await bounded(target, "PutObject", opts.stall_timeout,
-                  target.put_object(manifest_key, manifest_bytes))
+                  target.put_object(manifest_key, manifest_bytes, retention=retention))
     return copied
 
 

@@ -41,7 +41,7 @@ from streamer.pipeline.sizing import MAX_PARTS, part_size
 from streamer.pipeline.upload_state import Decision, UploadState
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
-from streamer.store.base import ObjectStore, PartBody
+from streamer.store.base import ObjectStore, PartBody, Retention
 
 
 @dataclass(eq=False)
@@ -89,6 +89,7 @@ class ArtifactRun:
     filler: ChunkFiller | None = None  # live counters while the source streams
     started: float = 0.0
     finished: float = 0.0
+    retention: Retention | None = None  # Object Lock of its objects and the manifest's
 
     def result(self) -> ArtifactResult:
         """What this artifact did, as the reports see it."""

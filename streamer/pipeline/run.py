@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -22,6 +22,7 @@ from streamer.errors import (
     EXIT_OK,
     EXIT_PARTIAL,
     BackupFailed,
+    ConfigError,
     SourceError,
     StoreFailure,
     first_leaf,
@@ -36,24 +37,30 @@ from streamer.pipeline.sizing import max_part_size
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
-from streamer.store.base import ObjectStore
+from streamer.store.base import ObjectStore, Retention
 from streamer.store.s3 import open_stores
 
 PREFLIGHT_ATTEMPTS = 3
 
 
-async def preflight_regions(clients: list[ObjectStore],
-                            stall_timeout: float | None = None) -> list[RegionRun]:
+async def preflight_regions(clients: list[ObjectStore], stall_timeout: float | None = None,
+                            object_lock: bool = False) -> list[RegionRun]:
     """Check (and create) the bucket in every region, concurrently; a region
-    that makes no progress for the stall timeout is dropped."""
+    that makes no progress for the stall timeout is dropped.  ``object_lock``
+    (STREAMER_OBJECT_LOCK_DAYS set): a bucket is created with Object Lock, and
+    one without it is a configuration error (exit 2) before anything is
+    uploaded, since every object of the run is to carry a retain-until date."""
     runs = [RegionRun(c) for c in clients]
+    unlocked: list[str] = []
 
     async def check(run: RegionRun) -> None:
         limit = run.client.request_timeout * PREFLIGHT_ATTEMPTS + 30
         limit = limit if stall_timeout is None else min(limit, stall_timeout)
         try:
             with anyio.fail_after(limit):
-                await run.client.ensure_bucket()
+                await run.client.ensure_bucket(object_lock)
+                if object_lock and not (await run.client.bucket_lock()).enabled:
+                    unlocked.append(run.label)
         except (StoreFailure, TimeoutError) as e:
             run.alive = False
             run.failure = str(e) if isinstance(e, StoreFailure) else \
@@ -62,7 +69,19 @@ async def preflight_regions(clients: list[ObjectStore],
     async with anyio.create_task_group() as tg:
         for run in runs:
             tg.start_soon(check, run)
+    if unlocked:
+        raise ConfigError(f"STREAMER_OBJECT_LOCK_DAYS is set but the bucket has no Object Lock in "
+                          f"{', '.join(sorted(unlocked))}", "create the bucket with Object Lock "
+                          "(`streamer config check --create-buckets` does for a new one) or unset it")
     return runs
+
+
+def run_retention(config: Config, started: datetime) -> Retention | None:
+    """The retain-until date of every object of a run started at ``started``
+    (STREAMER_OBJECT_LOCK_DAYS after it), or None without Object Lock."""
+    if not config.object_lock_days:
+        return None
+    return Retention(config.object_lock_mode, started + timedelta(days=config.object_lock_days))
 
 
 def require_quorum(regions: list[RegionRun], quorum: int) -> None:
@@ -96,13 +115,16 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     placement = layout.placement(Series(build, periodicity), run_stamp,
                                  codec.extension(run_codec.compression))
     webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
+    retention = run_retention(config, started)
     artifacts = [ArtifactRun("webroot", placement.key("webroot"), webroot_src,
-                             content_type=codec.content_type(run_codec.compression, "webroot"))]
+                             content_type=codec.content_type(run_codec.compression, "webroot"),
+                             retention=retention)]
     database_meta: dict[str, Any] | None = None
     for source, meta in extra_sources or []:
         artifacts.append(ArtifactRun(source.name, placement.key(source.name), source,
                                      content_type=codec.content_type(run_codec.compression,
-                                                                     source.name)))
+                                                                     source.name),
+                                     retention=retention))
         database_meta = meta
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
                           budget_limit=config.memory_budget)
@@ -111,7 +133,8 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
             if clients is None:
                 clients = await stack.enter_async_context(
                     open_stores(config, bucket=layout.bucket(periodicity)))
-            regions = await preflight_regions(clients, config.stall_timeout)
+            regions = await preflight_regions(clients, config.stall_timeout,
+                                              bool(config.object_lock_days))
         require_quorum(regions, config.effective_quorum)
         fanout, failure = await _stream_all(config, run_codec, regions, artifacts, observer)
         result.warnings.extend(a.warning for a in artifacts if a.warning)

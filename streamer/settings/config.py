@@ -22,6 +22,8 @@ from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
 from streamer.settings.assets import AssetsConfig, parse_assets
+from streamer.settings.limits import Priority, parse_nice, parse_rates, slots
+from streamer.settings.security import LockMode, parse_ca_bundles, parse_object_lock, parse_prune
 from streamer.settings.values import (
     MiB,
     normalise_endpoint,
@@ -64,6 +66,7 @@ class Region:
     access_key: Secret = field(repr=False)
     secret_key: Secret = field(repr=False)
     location: str = "us-east-1"
+    ca_bundle: str = ""  # STREAMER_CA_BUNDLE: a PEM file of CAs (settings/security.py)
 
     @property
     def label(self) -> str:
@@ -135,8 +138,15 @@ class Config:
     # request (create, complete's floor, head, small puts, lists, the lock)
     # gets request_timeout; a part (or a ranged GET) request_timeout plus its
     # size at min_part_rate bytes per second.
+    # min_part_rate is lowered to each part's share of bwlimit where that is
+    # less (settings/limits.py), so a throttled part is not cut off.
     request_timeout: float = 30.0
     min_part_rate: int = 128 * 1024
+    # Bytes per second sent to all regions together, 0: unlimited
+    # (STREAMER_BWLIMIT; store/throttle.py).  CPU and IO priority of the
+    # process, its threads and children (STREAMER_NICE; process.lower_priority).
+    bwlimit: int = 0
+    nice: Priority = field(default_factory=Priority)
     # Seconds the producer may wait on one region alone (every other region
     # idle), summed over the run, before that region is dropped and left to
     # heal; 0: never (pipeline/lag.py, docs/RELIABILITY.md).
@@ -145,6 +155,11 @@ class Config:
     website_url: str = ""
     website_name: str = ""
     assets: AssetsConfig = field(default_factory=AssetsConfig)  # settings/assets.py
+    # S3 Object Lock on every committed object, and whether anything is ever
+    # deleted (settings/security.py, docs/SECURITY.md).
+    object_lock_days: int = 0
+    object_lock_mode: LockMode = "GOVERNANCE"
+    prune: bool = True
 
     @property
     def effective_quorum(self) -> int:
@@ -192,6 +207,12 @@ class Config:
             "request_timeout": self.request_timeout,
             "min_part_rate": self.min_part_rate,
             "lag_limit": self.lag_limit,
+            "object_lock": ({"days": self.object_lock_days, "mode": self.object_lock_mode}
+                            if self.object_lock_days else None),
+            "prune": self.prune,
+            "ca_bundles": [r.ca_bundle for r in self.regions],
+            "bwlimit": self.bwlimit or "unlimited",
+            "nice": self.nice.describe(),
         }
 
 
@@ -252,12 +273,14 @@ def parse_regions(s: Mapping[str, str]) -> tuple[Region, ...]:
     access = per_region("S3_ACCESS_KEY", s.get("S3_ACCESS_KEY", ""), n)
     secret = per_region("S3_SECRET_KEY", s.get("S3_SECRET_KEY", ""), n)
     locations = per_region("S3_LOCATION", s.get("S3_LOCATION", "") or "us-east-1", n)
+    cas = parse_ca_bundles(s, n)
     for i in range(n):
         if not access[i] or not secret[i]:
             raise ConfigError(f"S3_ACCESS_KEY or S3_SECRET_KEY missing for region {i + 1}",
                               "set both, one value for all regions or one per region")
     return tuple(
-        Region(i + 1, endpoints[i], Secret(access[i]), Secret(secret[i]), locations[i] or "us-east-1")
+        Region(i + 1, endpoints[i], Secret(access[i]), Secret(secret[i]),
+               locations[i] or "us-east-1", cas[i])
         for i in range(n)
     )
 
@@ -312,15 +335,6 @@ def _parse_keep(s: Mapping[str, str]) -> dict[Periodicity, int]:
     return keep
 
 
-def _parse_min_rate(s: Mapping[str, str]) -> int:
-    """STREAMER_MIN_PART_RATE: bytes per second a part request must at least average."""
-    rate = parse_size("STREAMER_MIN_PART_RATE", s.get("STREAMER_MIN_PART_RATE", "128KiB"))
-    if rate < 1024:
-        raise ConfigError(f"STREAMER_MIN_PART_RATE={rate} bytes/s is below 1KiB",
-                          "write e.g. 128KiB (the slowest a part upload may be before it is retried)")
-    return rate
-
-
 def parse_config(s: Mapping[str, str]) -> Config:
     """Build the frozen Config from merged settings, or raise ConfigError."""
     regions = parse_regions(s)
@@ -335,6 +349,12 @@ def parse_config(s: Mapping[str, str]) -> Config:
     budget, threads = _parse_memory(s)
     keep = _parse_keep(s)
     excludes = parse_excludes([s.get("EXCLUDE_FROM_BACKUP", ""), s.get("DIRECTORIES_TO_MOUNT", "")])
+    lock_days, lock_mode = parse_object_lock(s)
+    database = parse_database(s)
+    stall = parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300"))
+    in_flight = parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1)
+    bwlimit, min_part_rate = parse_rates(s, slots(n, 1 if database.engine == "none" else 2,
+                                                  in_flight), stall)
 
     return Config(
         regions=regions,
@@ -343,26 +363,31 @@ def parse_config(s: Mapping[str, str]) -> Config:
         excludes=excludes,
         persist_assets=parse_bool("PERSIST_ASSETS_TO_DATASTORE",
                                   s.get("PERSIST_ASSETS_TO_DATASTORE", "0")),
-        database=parse_database(s),
+        database=database,
         memory_budget=budget,
         compression=compression,
         compression_level=level,
         compression_threads=threads,
         quorum=quorum,
         keep=keep,
-        stall_timeout=parse_float("STREAMER_STALL_TIMEOUT", s.get("STREAMER_STALL_TIMEOUT", "300")),
+        stall_timeout=stall,
         layout=parse_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"),
                             ("streamer", "adt")),  # type: ignore[arg-type]
         checksum=parse_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
                               ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
-        parts_in_flight=parse_int("STREAMER_PARTS_IN_FLIGHT", s.get("STREAMER_PARTS_IN_FLIGHT", "4"), 1),
+        parts_in_flight=in_flight,
         part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),
         request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "30")),
-        min_part_rate=_parse_min_rate(s),
+        min_part_rate=min_part_rate,
+        bwlimit=bwlimit,
+        nice=parse_nice(s.get("STREAMER_NICE", "off")),
         lag_limit=parse_duration("STREAMER_LAG_LIMIT", s.get("STREAMER_LAG_LIMIT", "300")),
         progress_interval=parse_float("STREAMER_PROGRESS_INTERVAL",
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),
         website_url=s.get("WEBSITE_URL", ""),
         website_name=s.get("WEBSITE_NAME", ""),
         assets=parse_assets(s),
+        object_lock_days=lock_days,
+        object_lock_mode=lock_mode,
+        prune=parse_prune(s),
     )

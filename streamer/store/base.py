@@ -47,6 +47,26 @@ class Probe:
     buckets: frozenset[str]
 
 
+@dataclass(frozen=True)
+class Retention:
+    """An S3 Object Lock retain-until date (README, docs/SECURITY.md): until
+    ``until`` (UTC) no key can delete or overwrite that version of the object;
+    ``mode`` is ``GOVERNANCE`` (a holder of s3:BypassGovernanceRetention may)
+    or ``COMPLIANCE`` (nobody may)."""
+
+    mode: str
+    until: datetime
+
+
+@dataclass(frozen=True)
+class BucketLock:
+    """What a bucket says about Object Lock: ``enabled``, and the default
+    retention rule it applies to every new object (``""``: none)."""
+
+    enabled: bool
+    default_rule: str = ""
+
+
 # Digests a caller may attach to a put or a part, by algorithm name, each the
 # base64 of the digest's bytes as S3 headers carry it: "md5" (Content-MD5),
 # "crc32", "crc32c", "crc64nvme", "sha1", "sha256" (x-amz-checksum-*).
@@ -90,11 +110,16 @@ class ObjectStore(Protocol):
         """Abort every open connection at once (the region is being dropped): unsent
         part bytes are discarded, so their buffers go back to the budget."""
 
-    async def ensure_bucket(self) -> None:
-        """Create the bucket unless it exists (idempotent)."""
+    async def ensure_bucket(self, object_lock: bool = False) -> None:
+        """Create the bucket unless it exists (idempotent); ``object_lock``:
+        a new bucket is created with Object Lock enabled."""
 
-    async def create_multipart(self, key: str, content_type: str) -> str:
-        """A new multipart upload's id."""
+    async def bucket_lock(self, policy: RetryPolicy | None = None) -> BucketLock:
+        """Whether the bucket has Object Lock enabled (GetObjectLockConfiguration)."""
+
+    async def create_multipart(self, key: str, content_type: str,
+                               retention: Retention | None = None) -> str:
+        """A new multipart upload's id; ``retention`` is set on the object it completes."""
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: PartBody,
                           checksums: Checksums | None = None) -> str:
@@ -110,9 +135,11 @@ class ObjectStore(Protocol):
     async def put_object(self, key: str, data: bytes, content_type: str = "application/json",
                          if_none_match: bool = False, if_match: str | None = None,
                          policy: RetryPolicy | None = None,
-                         checksums: Checksums | None = None) -> str:
+                         checksums: Checksums | None = None,
+                         retention: Retention | None = None) -> str:
         """PutObject, the new ETag; ``if_none_match`` creates only (412 if the
-        key exists), ``if_match`` overwrites only that ETag (412 if it changed)."""
+        key exists), ``if_match`` overwrites only that ETag (412 if it changed);
+        ``retention``: the object's Object Lock retain-until date."""
 
     async def get_with_etag(self, key: str,
                             policy: RetryPolicy | None = None) -> tuple[bytes, str] | None:
@@ -125,6 +152,10 @@ class ObjectStore(Protocol):
     async def head_object(self, key: str,
                           policy: RetryPolicy | None = None) -> tuple[int, str] | None:
         """(size, ETag), or None if the object does not exist."""
+
+    async def retention_of(self, key: str,
+                           policy: RetryPolicy | None = None) -> Retention | None:
+        """The object's Object Lock retention, or None (none, or no object)."""
 
     async def delete_object(self, key: str, if_match: str | None = None,
                             policy: RetryPolicy | None = None) -> None:

@@ -5,7 +5,9 @@ body (quoted), a multipart object's is the MD5 of its parts' MD5s with ``-N``;
 a failed condition is ``StoreFailure(status=412, code="PreconditionFailed")``,
 a missing key or upload ``status=404``; a part whose ``Content-MD5`` (or an
 ``x-amz-checksum-*`` value) does not match its body is rejected with 400
-``BadDigest``.
+``BadDigest``.  With ``object_lock`` it keeps each object's retention; deleting a
+key hides it, as the delete marker of a bucket with Object Lock does (the
+locked version a real server keeps is not modelled).
 
 Fault injection: ``fail(operation, nth=..., failure=...)`` makes the nth
 request of an operation (counted from now) fail, and ``hooks[operation]`` is
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from streamer.errors import StoreFailure
-from streamer.store.base import Checksums, ObjectInfo, PartBody, Probe, UploadInfo
+from streamer.store.base import BucketLock, Checksums, ObjectInfo, PartBody, Probe, Retention, UploadInfo
 from streamer.store.integrity import checksum
 from streamer.store.retry import RetryPolicy, retrying
 
@@ -39,6 +41,7 @@ class _Object:
     data: bytes
     etag: str
     modified: datetime
+    retention: Retention | None = None
 
 
 @dataclass
@@ -46,6 +49,7 @@ class _Upload:
     key: str
     initiated: datetime
     parts: dict[int, bytes] = field(default_factory=dict)
+    retention: Retention | None = None
 
 
 @dataclass(eq=False)
@@ -58,6 +62,7 @@ class MemoryStore:
     request_timeout: float = 30.0
     endpoint: str = "memory://"
     bucket_exists: bool = False
+    object_lock: bool = False  # the bucket has Object Lock enabled
     objects: dict[str, _Object] = field(default_factory=dict)
     uploads: dict[str, _Upload] = field(default_factory=dict)
     hooks: dict[str, Hook] = field(default_factory=dict)
@@ -110,17 +115,32 @@ class MemoryStore:
         await retrying(policy or self.policy, lambda: self._request("ListBuckets", ""))
         return Probe(datetime.now(UTC), frozenset([self.bucket] if self.bucket_exists else []))
 
-    async def ensure_bucket(self) -> None:
+    async def ensure_bucket(self, object_lock: bool = False) -> None:
         await retrying(self.policy.tries(3), lambda: self._request("HeadBucket", ""))
+        if not self.bucket_exists:
+            self.object_lock = object_lock
         self.bucket_exists = True
+
+    async def bucket_lock(self, policy: RetryPolicy | None = None) -> BucketLock:
+        await retrying(policy or self.policy,
+                       lambda: self._request("GetObjectLockConfiguration", ""))
+        self._need_bucket("GetObjectLockConfiguration")
+        return BucketLock(self.object_lock)
+
+    def _lockable(self, operation: str, retention: Retention | None) -> None:
+        if retention is not None and not self.object_lock:
+            raise self._failure(operation, 400, "InvalidRequest",
+                                "Bucket is missing Object Lock Configuration")
 
     # ------------------------------------------------------------ multipart
 
-    async def create_multipart(self, key: str, content_type: str) -> str:
+    async def create_multipart(self, key: str, content_type: str,
+                               retention: Retention | None = None) -> str:
         await retrying(self.policy, lambda: self._request("CreateMultipartUpload", key))
         self._need_bucket("CreateMultipartUpload")
+        self._lockable("CreateMultipartUpload", retention)
         upload_id = f"upload-{next(self._ids)}"
-        self.uploads[upload_id] = _Upload(key, datetime.now(UTC))
+        self.uploads[upload_id] = _Upload(key, datetime.now(UTC), retention=retention)
         return upload_id
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: PartBody,
@@ -151,7 +171,7 @@ class MemoryStore:
             chosen.append(data)
         md5s = b"".join(hashlib.md5(d).digest() for d in chosen)
         etag = f'"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}"'
-        self.objects[key] = _Object(b"".join(chosen), etag, datetime.now(UTC))
+        self.objects[key] = _Object(b"".join(chosen), etag, datetime.now(UTC), upload.retention)
         del self.uploads[upload_id]
         return etag
 
@@ -164,9 +184,11 @@ class MemoryStore:
     async def put_object(self, key: str, data: bytes, content_type: str = "application/json",
                          if_none_match: bool = False, if_match: str | None = None,
                          policy: RetryPolicy | None = None,
-                         checksums: Checksums | None = None) -> str:
+                         checksums: Checksums | None = None,
+                         retention: Retention | None = None) -> str:
         await retrying(policy or self.policy, lambda: self._request("PutObject", key))
         self._need_bucket("PutObject")
+        self._lockable("PutObject", retention)
         self._verify("PutObject", bytes(data), checksums or {})
         current = self.objects.get(key)
         if if_none_match and current is not None:
@@ -175,7 +197,7 @@ class MemoryStore:
             raise self._failure("PutObject", 412 if current else 404,
                                 "PreconditionFailed" if current else "NoSuchKey")
         etag = _etag(bytes(data))
-        self.objects[key] = _Object(bytes(data), etag, datetime.now(UTC))
+        self.objects[key] = _Object(bytes(data), etag, datetime.now(UTC), retention)
         return etag
 
     async def get_with_etag(self, key: str,
@@ -201,6 +223,12 @@ class MemoryStore:
         await retrying(policy or self.policy, lambda: self._request("HeadObject", key))
         found = self.objects.get(key)
         return None if found is None else (len(found.data), found.etag)
+
+    async def retention_of(self, key: str,
+                           policy: RetryPolicy | None = None) -> Retention | None:
+        await retrying(policy or self.policy, lambda: self._request("HeadObject", key))
+        found = self.objects.get(key)
+        return None if found is None else found.retention
 
     async def delete_object(self, key: str, if_match: str | None = None,
                             policy: RetryPolicy | None = None) -> None:

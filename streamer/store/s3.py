@@ -2,23 +2,9 @@
 
 Everything botocore or aiohttp can raise is translated here into ``StoreFailure``
 (transient or not), so the rest of streamer never sees a library exception.
-
-Checksums: botocore >= 1.36 adds CRC32 checksum headers (and aws-chunked
-trailers) to uploads by default, which several S3-compatible providers reject.
-streamer asks botocore for checksums only "when_required" and proves each
-part's integrity itself (``Config.checksum``), with a digest the chunk
-producer computed once and every region and retry reuses:
-
-* ``md5`` (default): ``Content-MD5`` per part, which AWS and SeaweedFS
-  verify (moto does not: tests/store/test_conformance.py records what each
-  server verifies), and an unsigned payload (no second hash for SigV4).
-* ``sha256``: the part's SHA-256 is the signed ``x-amz-content-sha256``
-  payload hash; the store signs its parts with ``PrecomputedPayloadAuth``,
-  which uses it instead of hashing the body again.  AWS verifies it;
-  SeaweedFS does not.
-* ``crc32``: botocore's own flexible checksums (AWS S3 only, per region).
-The part hooks (store/s3_hooks.py) are registered on each client's own event
-system, never process-wide; ``sever`` aborts a dropped region's connections.
+Checksums and the client configuration: store/s3_client.py.  The part hooks
+(store/s3_hooks.py) are registered on each client's own event system, never
+process-wide; ``sever`` aborts a dropped region's connections.
 """
 
 from __future__ import annotations
@@ -32,24 +18,34 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 
 from streamer.errors import StoreFailure
 from streamer.settings.config import ChecksumMode, Config, Region
-from streamer.store.base import Checksums, ObjectInfo, ObjectStore, PartBody, Probe, UploadInfo
+from streamer.store.base import (
+    BucketLock,
+    Checksums,
+    ObjectInfo,
+    ObjectStore,
+    PartBody,
+    Probe,
+    Retention,
+    UploadInfo,
+)
 from streamer.store.retry import RetryPolicy, retrying
+from streamer.store.s3_client import (
+    client_config,
+    md5_b64,
+    shared_session,
+    tls_verify,
+    with_checksums,
+    with_retention,
+)
 from streamer.store.s3_errors import translate
 from streamer.store.s3_hooks import abort_connections, install_part_hooks
+from streamer.store.throttle import Throttle
 from streamer.store.timeouts import RequestTimeouts
 
 T = TypeVar("T")
-
-# botocore parameter of each digest a caller may attach (see store/base.py).
-_CHECKSUM_PARAMS = {"md5": "ContentMD5", "crc32": "ChecksumCRC32", "crc32c": "ChecksumCRC32C",
-                    "crc64nvme": "ChecksumCRC64NVME", "sha1": "ChecksumSHA1",
-                    "sha256": "ChecksumSHA256"}
-
 
 def _utc(value: object) -> datetime | None:
     if isinstance(value, datetime):
@@ -59,12 +55,6 @@ def _utc(value: object) -> datetime | None:
 
 def _missing(failure: StoreFailure) -> bool:
     return failure.status == 404 or failure.code in ("NoSuchKey", "NotFound", "NoSuchUpload")
-
-
-def _with_checksums(kwargs: dict[str, Any], checksums: Checksums | None) -> dict[str, Any]:
-    for name, value in (checksums or {}).items():
-        kwargs[_CHECKSUM_PARAMS[name]] = value
-    return kwargs
 
 
 @dataclass(eq=False)
@@ -135,7 +125,7 @@ class S3Store:
         names = frozenset(str(b.get("Name")) for b in response.get("Buckets", []) or [])
         return Probe(server, names)
 
-    async def ensure_bucket(self) -> None:
+    async def ensure_bucket(self, object_lock: bool = False) -> None:
         try:
             await self._call("HeadBucket", lambda: self.client.head_bucket(Bucket=self.bucket),
                              self.policy.tries(3))
@@ -144,6 +134,8 @@ class S3Store:
             if f.status != 404 and f.code not in ("404", "NoSuchBucket", "NotFound"):
                 raise
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if object_lock:
+            kwargs["ObjectLockEnabledForBucket"] = True  # versioning comes with it
         if self.region.location != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region.location}
         try:
@@ -152,14 +144,29 @@ class S3Store:
             if f.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
 
+    async def bucket_lock(self, policy: RetryPolicy | None = None) -> BucketLock:
+        """Object Lock of the bucket; a bucket without any is ``enabled=False``."""
+        try:
+            response = await self._call("GetObjectLockConfiguration", lambda:
+                                        self.client.get_object_lock_configuration(
+                                            Bucket=self.bucket), policy)
+        except StoreFailure as f:
+            if f.code == "ObjectLockConfigurationNotFoundError" or f.status == 404:
+                return BucketLock(False)
+            raise
+        conf = response.get("ObjectLockConfiguration") or {}
+        rule = (conf.get("Rule") or {}).get("DefaultRetention") or {}
+        default = " ".join(str(rule[k]) for k in ("Mode", "Days", "Years") if rule.get(k))
+        return BucketLock(conf.get("ObjectLockEnabled") == "Enabled", default)
+
     # ------------------------------------------------------------ multipart
 
-    async def create_multipart(self, key: str, content_type: str) -> str:
+    async def create_multipart(self, key: str, content_type: str,
+                               retention: Retention | None = None) -> str:
+        kwargs = with_retention({"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+                                retention)
         response = await self._call(
-            "CreateMultipartUpload",
-            lambda: self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, ContentType=content_type),
-        )
+            "CreateMultipartUpload", lambda: self.client.create_multipart_upload(**kwargs))
         return str(response["UploadId"])
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: PartBody,
@@ -169,7 +176,7 @@ class S3Store:
                                   "PartNumber": number, "Body": body}
         if self.checksum == "md5" and body.md5_b64:
             kwargs["ContentMD5"] = body.md5_b64
-        _with_checksums(kwargs, checksums)
+        with_checksums(kwargs, checksums)
         response = await self._once("UploadPart", lambda: self.client.upload_part(**kwargs),
                                     self.timeouts.data(len(body)))
         return str(response["ETag"])
@@ -200,7 +207,8 @@ class S3Store:
     async def put_object(self, key: str, data: bytes, content_type: str = "application/json",
                          if_none_match: bool = False, if_match: str | None = None,
                          policy: RetryPolicy | None = None,
-                         checksums: Checksums | None = None) -> str:
+                         checksums: Checksums | None = None,
+                         retention: Retention | None = None) -> str:
         """PutObject; ``if_none_match`` creates only (412 if the key exists),
         ``if_match`` overwrites only that ETag (412 if it changed)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": data,
@@ -209,7 +217,9 @@ class S3Store:
             kwargs["IfNoneMatch"] = "*"
         if if_match is not None:
             kwargs["IfMatch"] = if_match
-        _with_checksums(kwargs, checksums)
+        if retention is not None and not (checksums and "md5" in checksums):
+            checksums = {**(checksums or {}), "md5": md5_b64(data)}  # S3 requires one with a lock
+        with_retention(with_checksums(kwargs, checksums), retention)
         response = await self._call("PutObject", lambda: self.client.put_object(**kwargs), policy)
         return str(response.get("ETag", ""))
 
@@ -258,17 +268,32 @@ class S3Store:
             return data
         return await self._call("GetObject", go, limit=self.timeouts.data(expected))
 
-    async def head_object(self, key: str,
-                          policy: RetryPolicy | None = None) -> tuple[int, str] | None:
-        """(size, ETag) of an object, or None if it does not exist."""
+    async def _head(self, key: str, policy: RetryPolicy | None) -> dict[str, Any] | None:
+        """HeadObject's response, or None if the object does not exist."""
         try:
-            response = await self._call(
-                "HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), policy)
+            return dict(await self._call(
+                "HeadObject", lambda: self.client.head_object(Bucket=self.bucket, Key=key), policy))
         except StoreFailure as f:
             if f.status == 404:
                 return None
             raise
+
+    async def head_object(self, key: str,
+                          policy: RetryPolicy | None = None) -> tuple[int, str] | None:
+        """(size, ETag) of an object, or None if it does not exist."""
+        response = await self._head(key, policy)
+        if response is None:
+            return None
         return int(response.get("ContentLength", 0)), str(response.get("ETag", ""))
+
+    async def retention_of(self, key: str,
+                           policy: RetryPolicy | None = None) -> Retention | None:
+        """The object's Object Lock retention (from HEAD), or None."""
+        response = await self._head(key, policy)
+        if response is None:
+            return None
+        until, mode = _utc(response.get("ObjectLockRetainUntilDate")), response.get("ObjectLockMode")
+        return Retention(str(mode), until) if until and mode else None
 
     async def delete_object(self, key: str, if_match: str | None = None,
                             policy: RetryPolicy | None = None) -> None:
@@ -329,38 +354,13 @@ class S3Store:
                                    f"{first.get('Key')}: {first.get('Code')}", False)
 
 
-def client_config(checksum: ChecksumMode, timeouts: RequestTimeouts, pool: int) -> AioConfig:
-    return AioConfig(
-        signature_version="s3v4",
-        connect_timeout=min(10.0, timeouts.control),
-        read_timeout=timeouts.socket_read(),  # each request's own timeout decides (_once)
-        # One attempt per call (streamer retries: store/retry.py); "max_attempts" counts retries.
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        max_pool_connections=pool,
-        request_checksum_calculation="when_supported" if checksum == "crc32" else "when_required",
-        response_checksum_validation="when_required",
-        s3={"addressing_style": "path",
-            **({"payload_signing_enabled": False} if checksum == "md5" else {})},
-        tcp_keepalive=True,
-    )
-
-
-_SESSION: list[Any] = []
-
-
-def shared_session() -> Any:
-    """One botocore session for every region: the S3 service model (tens of
-    MiB of parsed JSON) is then loaded once, not once per region."""
-    if not _SESSION:
-        _SESSION.append(get_session())
-    return _SESSION[0]
-
-
 @contextlib.asynccontextmanager
 async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5",
                      request_timeout: float = 30.0, policy: RetryPolicy | None = None,
-                     pool: int = 16, min_part_rate: float = 128 * 1024) -> AsyncIterator[S3Store]:
-    """One region's store (``open_stores``: every region); timeouts: store/timeouts.py."""
+                     pool: int = 16, min_part_rate: float = 128 * 1024,
+                     throttle: Throttle | None = None) -> AsyncIterator[S3Store]:
+    """One region's store (``open_stores``: every region); timeouts: store/timeouts.py;
+    ``throttle``: STREAMER_BWLIMIT's bucket, shared by every region (store/throttle.py)."""
     timeouts = RequestTimeouts(request_timeout, min_part_rate)
     async with shared_session().create_client(
         "s3",
@@ -369,10 +369,10 @@ async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5"
         aws_access_key_id=str(region.access_key),
         aws_secret_access_key=str(region.secret_key),
         config=client_config(checksum, timeouts, pool),
-        # Plain http has no certificate to check: skip loading the CA bundle.
-        verify=False if region.endpoint.startswith("http://") else None,
+        verify=tls_verify(region),  # plain http: none; else the region's CAs (s3_client.py)
     ) as client:
-        install_part_hooks(client.meta.events, region, sign_parts=checksum == "sha256")
+        install_part_hooks(client.meta.events, region, checksum == "sha256",
+                           throttle.meter(region.index) if throttle else None)
         yield S3Store(region, bucket, client, checksum, timeouts, policy or RetryPolicy())
 
 
@@ -387,14 +387,14 @@ async def open_stores(config: Config, policy: RetryPolicy | None = None,
                       bucket: str | None = None) -> AsyncIterator[list[ObjectStore]]:
     """A store per configured region, in configuration order, on ``bucket``
     (default: the configured one; the layout says which, see Layout.bucket).
-
     ``policy`` is every request's default (``run_policy``); ``pool``, the
     connections per region (default: enough for the parts in flight)."""
     size = pool or max(16, config.parts_in_flight * 2 + 4)
+    throttle = Throttle(config.bwlimit) if config.bwlimit else None
     async with contextlib.AsyncExitStack() as stack:
         stores: list[ObjectStore] = [await stack.enter_async_context(
             open_store(r, bucket or config.bucket, config.checksum, config.request_timeout,
-                       policy or run_policy(config), size, config.min_part_rate))
+                       policy or run_policy(config), size, config.min_part_rate, throttle))
             for r in config.regions]
         yield stores
 

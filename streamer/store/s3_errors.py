@@ -48,8 +48,9 @@ def _plain_cause(region: str, operation: str, exc: BaseException) -> StoreFailur
             return None
         if isinstance(seen, ssl.SSLCertVerificationError) and hasattr(seen, "verify_message"):
             return StoreFailure(region, operation,
-                                f"TLS certificate not trusted ({seen.verify_message}); set AWS_CA_BUNDLE "
-                                "to a CA bundle that trusts it", False)
+                                f"TLS certificate not trusted ({seen.verify_message}); set "
+                                "STREAMER_CA_BUNDLE (this region's, or |-separated per region) "
+                                "or AWS_CA_BUNDLE to a CA bundle that trusts it", False)
         if isinstance(seen, socket.gaierror) and seen.errno == socket.EAI_NONAME:
             return StoreFailure(region, operation, f"host name does not resolve ({seen.strerror})", False)
         seen = seen.__cause__ or seen.__context__

@@ -1,5 +1,6 @@
 """The part hooks of ``S3Store``: a part is signed with its precomputed SHA-256
-and sent without a copy, through one client's own event system.
+and sent without a copy (through STREAMER_BWLIMIT's meter, if set), through one
+client's own event system; and the client configuration they rely on.
 
 botocore emits events per client (``client.meta.events``); registering there,
 rather than replacing botocore's ``s3v4`` signer in ``AUTH_TYPE_MAPS`` or
@@ -19,6 +20,7 @@ from botocore.credentials import ReadOnlyCredentials
 
 from streamer.settings.config import Region
 from streamer.store.base import PartBody
+from streamer.store.throttle import Meter
 
 
 class PrecomputedPayloadAuth(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
@@ -34,12 +36,16 @@ class PrecomputedPayloadAuth(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
 class PartPayload(aiohttp.payload.Payload):
     """Sends a PartBody through a memoryview: aiohttp's BytesPayload slices a
     bytearray body (a full copy per request), which would put one extra part
-    per request in flight outside the memory budget."""
+    per request in flight outside the memory budget.  With a ``meter``
+    (STREAMER_BWLIMIT) the body leaves a chunk at a time, each paid for from
+    the run's shared bucket first (store/throttle.py)."""
 
-    def __init__(self, value: PartBody, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, value: PartBody, *args: Any, meter: Meter | None = None,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("content_type", "application/octet-stream")
         super().__init__(value, *args, **kwargs)
         self._size = len(value)
+        self._meter = meter
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         return bytes(self._value).decode(encoding, errors)
@@ -56,14 +62,20 @@ class PartPayload(aiohttp.payload.Payload):
         # (on Python < 3.12.9), a copy of the whole part per request.
         await writer.write(b"")
         view = memoryview(self._value)
-        await writer.write(view if content_length is None else view[:content_length])
+        body = view if content_length is None else view[:content_length]
+        if self._meter is None:
+            await writer.write(body)
+        else:
+            await self._meter.send(body, writer.write)
 
 
-def install_part_hooks(events: Any, region: Region, sign_parts: bool) -> None:
+def install_part_hooks(events: Any, region: Region, sign_parts: bool,
+                       meter: Meter | None = None) -> None:
     """Register the part hooks on one client's event system.
 
     * ``before-send.s3.UploadPart``: a PartBody leaves as a ``PartPayload``
-      (aiohttp sends a ready Payload as it is, no registry consulted).
+      (aiohttp sends a ready Payload as it is, no registry consulted),
+      through this region's ``meter`` of the bandwidth limit if there is one.
     * with ``sign_parts`` (the sha256 mode): ``choose-signer.s3.UploadPart``
       tells botocore not to sign the part, and ``before-sign.s3.UploadPart``
       signs it with ``PrecomputedPayloadAuth`` and this region's credentials,
@@ -73,7 +85,7 @@ def install_part_hooks(events: Any, region: Region, sign_parts: bool) -> None:
 
     def as_payload(request: Any, **_: Any) -> None:
         if isinstance(request.body, PartBody):
-            request.body = PartPayload(request.body)
+            request.body = PartPayload(request.body, meter=meter)
 
     def no_botocore_signature(**_: Any) -> Any:
         return botocore.UNSIGNED
@@ -113,3 +125,4 @@ def abort_connections(client: Any) -> int:
                 proto.abort()
                 aborted += 1
     return aborted
+

@@ -1,0 +1,102 @@
+"""How an ``S3Store``'s botocore client is made and what its calls carry:
+the client configuration, the one shared session, the TLS trust of each
+region (``STREAMER_CA_BUNDLE``, else ``AWS_CA_BUNDLE``, else the system's
+CAs: README, docs/SECURITY.md), and the request parameters for digests and
+Object Lock retention (see store/s3.py).
+
+Checksums: botocore >= 1.36 adds CRC32 checksum headers (and aws-chunked
+trailers) to uploads by default, which several S3-compatible providers reject.
+streamer asks botocore for checksums only "when_required" and proves each
+part's integrity itself (``Config.checksum``), with a digest the chunk
+producer computed once and every region and retry reuses:
+
+* ``md5`` (default): ``Content-MD5`` per part, which AWS and SeaweedFS
+  verify (moto does not: tests/store/test_conformance.py records what each
+  server verifies), and an unsigned payload (no second hash for SigV4).
+* ``sha256``: the part's SHA-256 is the signed ``x-amz-content-sha256``
+  payload hash; the store signs its parts with ``PrecomputedPayloadAuth``,
+  which uses it instead of hashing the body again.  AWS verifies it;
+  SeaweedFS does not.
+* ``crc32``: botocore's own flexible checksums (AWS S3 only, per region).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from streamer.errors import ConfigError
+from streamer.settings.config import ChecksumMode, Region
+from streamer.store.base import Checksums, Retention
+from streamer.store.timeouts import RequestTimeouts
+
+# botocore parameter of each digest a caller may attach (see store/base.py).
+_CHECKSUM_PARAMS = {"md5": "ContentMD5", "crc32": "ChecksumCRC32", "crc32c": "ChecksumCRC32C",
+                    "crc64nvme": "ChecksumCRC64NVME", "sha1": "ChecksumSHA1",
+                    "sha256": "ChecksumSHA256"}
+
+
+def with_checksums(kwargs: dict[str, Any], checksums: Checksums | None) -> dict[str, Any]:
+    for name, value in (checksums or {}).items():
+        kwargs[_CHECKSUM_PARAMS[name]] = value
+    return kwargs
+
+
+def md5_b64(data: bytes) -> str:
+    """The Content-MD5 of a small body (S3 requires a digest with Object Lock headers)."""
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def with_retention(kwargs: dict[str, Any], retention: Retention | None) -> dict[str, Any]:
+    """The Object Lock headers of a PutObject or CreateMultipartUpload."""
+    if retention is not None:
+        kwargs["ObjectLockMode"] = retention.mode
+        kwargs["ObjectLockRetainUntilDate"] = retention.until
+    return kwargs
+
+
+def tls_verify(region: Region) -> bool | str | None:
+    """botocore's ``verify`` for a region: nothing to check over plain http;
+    the region's own CA bundle if it has one (a file that is not there is a
+    configuration error, exit 2); else None (AWS_CA_BUNDLE or the system's)."""
+    if region.endpoint.startswith("http://"):
+        return False
+    if not region.ca_bundle:
+        return None
+    if not Path(region.ca_bundle).is_file():
+        raise ConfigError(f"STREAMER_CA_BUNDLE for region {region.index}: {region.ca_bundle} "
+                          "is not a readable file", "give a PEM file of the CAs that sign "
+                          "the region's certificate")
+    return region.ca_bundle
+
+
+def client_config(checksum: ChecksumMode, timeouts: RequestTimeouts, pool: int) -> AioConfig:
+    return AioConfig(
+        signature_version="s3v4",
+        connect_timeout=min(10.0, timeouts.control),
+        read_timeout=timeouts.socket_read(),  # each request's own timeout decides (_once)
+        # One attempt per call (streamer retries: store/retry.py); "max_attempts" counts retries.
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=pool,
+        request_checksum_calculation="when_supported" if checksum == "crc32" else "when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path",
+            **({"payload_signing_enabled": False} if checksum == "md5" else {})},
+        tcp_keepalive=True,
+    )
+
+
+_SESSION: list[Any] = []
+
+
+def shared_session() -> Any:
+    """One botocore session for every region: the S3 service model (tens of
+    MiB of parsed JSON) is then loaded once, not once per region."""
+    if not _SESSION:
+        _SESSION.append(get_session())
+    return _SESSION[0]
