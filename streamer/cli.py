@@ -22,11 +22,15 @@ from typing import Annotated
 import typer
 
 from streamer import __version__
+from streamer.cli_assets import assets as assets_command
+from streamer.cli_assets import restore_assets
 from streamer.cli_support import (
+    ASSETS_HELP,
     ENV_HELP,
     EXIT_CODES_HELP,
     HEAL_HELP,
     MAINTENANCE_HELP,
+    PERIODICITY_NAMES,
     RESTORE_HELP,
     VERIFY_HELP,
     be_gentle,
@@ -34,6 +38,7 @@ from streamer.cli_support import (
     guarded,
     load_config,
     load_settings,
+    optional_scope,
     peak_rss,
     run_async,
     tune_malloc,
@@ -192,17 +197,6 @@ def config_check(
     guarded(go, _debug(ctx, False))
 
 
-def _optional_scope(periodicity: str | None, build_identifier: str | None
-                    ) -> tuple[Periodicity | None, str | None]:
-    """`[PERIODICITY] [BUILD]`: a lone argument that is no periodicity is the build."""
-    if periodicity is not None and build_identifier is None \
-            and periodicity.upper() not in PERIODICITY_NAMES:
-        return None, parse_build_identifier(periodicity)
-    p = Periodicity.parse(periodicity) if periodicity is not None else None
-    b = parse_build_identifier(build_identifier) if build_identifier is not None else None
-    return p, b
-
-
 @app.command(epilog=ENV_HELP + "\n\n" + RESTORE_HELP)
 def restore(
     ctx: typer.Context,
@@ -219,6 +213,11 @@ def restore(
     force: Annotated[bool, typer.Option(
         "--force", help="Restore over a non-empty directory: files in the backup replace "
                         "files of the same name, others stay (as tar -x).")] = False,
+    assets: Annotated[bool, typer.Option("--assets", help="Put the assets buckets back in region 1 "
+                                         "as the run's index records them.")] = False,
+    assets_bucket: Annotated[str | None, typer.Option(
+        "--assets-bucket", help="With --assets and one assets bucket: restore into this bucket.")
+                             ] = None,
     config: ConfigOpt = None,
     layout: LayoutOpt = None,
     debug: DebugOpt = False,
@@ -230,6 +229,8 @@ def restore(
 
     def go() -> int:
         series = Series(parse_build_identifier(build_identifier), Periodicity.parse(periodicity))
+        if assets:
+            return restore_assets(series, at, assets_bucket, config, layout)
         cfg = load_config(config, {"STREAMER_LAYOUT": layout})
         target = webroot if webroot is not None else (None if database else cfg.webroot)
         request = RestoreRequest(series, at, target, database, region, force)
@@ -281,7 +282,7 @@ def list_(
     from streamer.render import list_lines, show
 
     def go() -> int:
-        p, b = _optional_scope(periodicity, build_identifier)
+        p, b = optional_scope(periodicity, build_identifier)
         cfg = load_config(config, {"STREAMER_LAYOUT": layout})
         result = run_async(lambda: list_backups(cfg, p, b))
         show(list_lines(result, json_out))
@@ -308,7 +309,7 @@ def heal(
     from streamer.render import heal_lines, show
 
     def go() -> int:
-        p, b = _optional_scope(periodicity, build_identifier)
+        p, b = optional_scope(periodicity, build_identifier)
         cfg = be_gentle(load_config(config, {}))
         result = run_async(lambda: heal_command(cfg, HealRequest(p, b, verify=verify)))
         show(heal_lines(result))
@@ -330,7 +331,7 @@ def prune(
     from streamer.render import prune_lines, show
 
     def go() -> int:
-        p, b = _optional_scope(periodicity, build_identifier)
+        p, b = optional_scope(periodicity, build_identifier)
         cfg = load_config(config, {})
         result = run_async(lambda: prune_command(cfg, p, b))
         show(prune_lines(result))
@@ -356,7 +357,7 @@ def cleanup(
     from streamer.render import cleanup_lines, show
 
     def go() -> int:
-        p, b = _optional_scope(periodicity, build_identifier)
+        p, b = optional_scope(periodicity, build_identifier)
         settings = load_settings(config, {"STREAMER_LAYOUT": layout,
                                           "STREAMER_CLEANUP_HORIZON": horizon})
         cfg = config_from(settings)
@@ -368,13 +369,14 @@ def cleanup(
     guarded(go, _debug(ctx, debug))
 
 
+app.command("assets", epilog=ENV_HELP + "\n\n" + ASSETS_HELP)(assets_command)
+
+
 @app.command()
 def version() -> None:
     """Print streamer's version."""
     typer.echo(__version__)
 
-
-PERIODICITY_NAMES = {p.name for p in Periodicity}
 
 
 def main() -> None:

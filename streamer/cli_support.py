@@ -21,6 +21,7 @@ import anyio
 import typer
 
 from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, StreamerError
+from streamer.model import Periodicity, parse_build_identifier
 from streamer.process import lower_priority
 from streamer.settings.config import Config, parse_config
 from streamer.settings.security import plain_http_warnings
@@ -68,6 +69,8 @@ Environment (flag > environment > config file > default):
   STREAMER_LOCK_LEASE backup lock lease (15m), renewed every lease/3
   STREAMER_CLEANUP_HORIZON      age of abandoned leftovers cleanup removes (24h)
   STREAMER_HEAL_LIMIT time a backup may spend giving other regions runs they lack (15m; 0: off)
+  STREAMER_ASSETS_EVERY  backups that also copy the assets buckets (DAILY,WEEKLY,MONTHLY,BIMONTHLY)
+  STREAMER_ASSETS_KEEP_DELETED  how long assets deleted in region 1 stay elsewhere (30d)
   STREAMER_LAYOUT     streamer (default) or adt (WEBSITE_URL, WEBSITE_NAME)
   STREAMER_AGE_RECIPIENTS       age1... public keys (or a file of them): encrypt every artifact
   STREAMER_AGE_IDENTITY         age identity file (mode 600) that restore decrypts with
@@ -89,6 +92,15 @@ VERIFY_HELP = """\b
 Exit codes:
   0    every region holds the backup, its hashes match, and the regions agree
   1    a region is missing it, a hash does not match, or the regions disagree"""
+
+ASSETS_HELP = """\b
+Exit codes:
+  0    every other region holds every object of every assets bucket
+  1    region 1 (the source) failed, or fewer regions than STREAMER_QUORUM hold the set
+  2    usage or configuration error (no assets buckets, one region only)
+  3    a region was dropped (it fails or stalls); the quorum still holds the set
+  4    another host is copying this build's assets (its lock)
+  130  interrupted; copies in flight aborted, nothing half-copied visible"""
 
 HEAL_HELP = """\b
 Exit codes:
@@ -232,3 +244,17 @@ def tune_malloc() -> None:
         libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD: fixed, not dynamic
     except (OSError, AttributeError):
         pass
+
+
+PERIODICITY_NAMES = {p.name for p in Periodicity}
+
+
+def optional_scope(periodicity: str | None, build_identifier: str | None
+                   ) -> tuple[Periodicity | None, str | None]:
+    """`[PERIODICITY] [BUILD]`: a lone argument that is no periodicity is the build."""
+    if periodicity is not None and build_identifier is None \
+            and periodicity.upper() not in PERIODICITY_NAMES:
+        return None, parse_build_identifier(periodicity)
+    p = Periodicity.parse(periodicity) if periodicity is not None else None
+    b = parse_build_identifier(build_identifier) if build_identifier is not None else None
+    return p, b

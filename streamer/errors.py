@@ -91,3 +91,12 @@ def first_leaf(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
+
+
+class ListingOrderError(StreamerError):
+    """A listing (or an index) is not in the key order being merged (exit 1):
+    S3 servers list in byte order, some (SeaweedFS) directory by directory."""
+
+    def __init__(self, where: str, key: str) -> None:
+        super().__init__(f"{where} lists {key!r} out of order", "the copy is tried in another order")
+        self.where = where

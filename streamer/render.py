@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from streamer.commands.assets import AssetsResult
+from streamer.commands.assets_restore import AssetsRestoreReport
 from streamer.commands.backup import BackupOutcome
 from streamer.commands.check import CheckResult
 from streamer.commands.cleanup import CleanupResult
@@ -114,6 +116,8 @@ def housekeeping_lines(outcome: BackupOutcome, quiet: bool) -> list[Line]:
         out += heal_lines(outcome.heal, quiet_if_nothing=True)
     if outcome.retention is not None:
         out += prune_lines(outcome.retention, quiet_if_nothing=True)
+    if outcome.assets is not None:
+        out += [line for line in assets_lines(outcome.assets) if line.err or not quiet]
     return out
 
 
@@ -287,6 +291,37 @@ def heal_lines(result: HealResult, quiet_if_nothing: bool = False) -> list[Line]
     out.append(Line(f"heal: {result.runs_checked} committed run(s) checked, {len(result.healed)} "
                     f"cop{'y' if len(result.healed) == 1 else 'ies'} made ({_mb(copied)}), "
                     f"memory peak {_mb(result.budget_peak)} of {_mb(result.budget_limit)}"))
+    return out
+
+
+def assets_lines(result: AssetsResult) -> list[Line]:
+    """What ``streamer assets`` (or a backup's assets copy) did."""
+    t = result.tally
+    out = [Line(f"assets: {t.objects} object(s) in region 1, {t.copies} cop"
+                f"{'y' if t.copies == 1 else 'ies'} made ({_mb(t.copied_bytes)}), "
+                f"{t.checked} checked by metadata, {t.purged} purged, "
+                f"{result.seconds:.1f} s, memory peak {_mb(result.budget_peak)}")]
+    for bucket, key, since in t.deleted_sample:
+        out.append(Line(f"assets: {bucket}/{key}: deleted at source since {since}, kept"))
+    if t.kept_deleted > len(t.deleted_sample):
+        out.append(Line(f"assets: {t.kept_deleted - len(t.deleted_sample)} more deleted at "
+                        "source, kept"))
+    if t.changed_meanwhile:
+        out.append(Line(f"assets: {t.changed_meanwhile} object(s) changed at the source during "
+                        "the run; the next run copies them", err=True))
+    for index, why in sorted(t.dropped.items()):
+        out.append(Line(f"assets: {result.labels.get(index)} dropped: {why}", err=True))
+    where = ", ".join(str(i) for i in result.index_regions) or "no region"
+    out.append(Line(f"assets: index {result.index_key} written in region(s) {where}"))
+    return out
+
+
+def assets_restore_lines(report: AssetsRestoreReport) -> list[Line]:
+    out = [Line(f"restore --assets: {b} -> region 1 {d}") for b, d in report.buckets.items()]
+    out += [Line(f"restore --assets: {f}", err=True) for f in report.failed[:50]]
+    out.append(Line(f"restore --assets: index {report.index_key}: {report.restored} restored, "
+                    f"{report.present} already there, {len(report.failed)} failed",
+                    err=bool(report.failed)))
     return out
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 
 from streamer import model
+from streamer.commands.assets import AssetsResult, assets_run
 from streamer.commands.common import PruneResult, SeriesCleanup, clean_series, prune_all
 from streamer.commands.heal import HealRequest, HealResult, heal_clients
 from streamer.db import prepare_dump
@@ -63,6 +64,7 @@ class BackupOutcome:
     cleanup: SeriesCleanup | None = None
     retention: PruneResult | None = None
     heal: HealResult | None = None  # the runs of this series given to regions that lacked them
+    assets: AssetsResult | None = None  # the assets copy (STREAMER_ASSETS_EVERY)
     error: StreamerError | None = None
 
     @property
@@ -127,6 +129,9 @@ async def backup(request: BackupRequest) -> BackupOutcome:
                     if retention.errors:
                         result.warnings.append("retention incomplete (see above); "
                                                "`streamer prune` retries it")
+            if outcome.result is not None and outcome.result.exit_code != EXIT_FAILED \
+                    and config.assets.runs_with(series.periodicity):
+                outcome.assets = await _assets_after(request, clients, outcome.result, started)
     except StreamerError as e:
         outcome.error = e
     return outcome
@@ -155,6 +160,23 @@ async def _heal_after(request: BackupRequest, layout: Layout, clients: list[Obje
     if healed.remaining:
         result.warnings.append("heal incomplete (see above); `streamer heal` retries it")
     return healed
+
+
+async def _assets_after(request: BackupRequest, clients: list[ObjectStore],
+                        result: BackupResult, started: datetime) -> AssetsResult | None:
+    """After the commit and outside the backup lock: the assets copy, its index
+    beside the run's manifest.  Its failure is a warning; the exit code stays
+    the run's own (README, "The assets buckets")."""
+    series = request.series
+    try:
+        done = await assets_run(request.config, request.ops, series.build, clients,
+                                series.periodicity, started)
+    except StreamerError as e:
+        result.warnings.append(f"assets not copied: {e}; `streamer assets` retries it")
+        return None
+    if done.exit_code:
+        result.warnings.append("assets copy incomplete (see above); `streamer assets` retries it")
+    return done
 
 
 def _drop(regions: list[RegionRun], failed: dict[int, str], quorum: int) -> list[ObjectStore]:

@@ -167,7 +167,7 @@ async def stream_parts(source: ObjectStore, key: str, art: StoredArtifact, spans
                              f"manifest's {art.sha256[:16]}...", "the source copy is damaged")
 
 
-async def _upload_part(target: ObjectStore, key: str, upload_id: str, span: Span, body: PartBody,
+async def upload_part_retried(target: ObjectStore, key: str, upload_id: str, span: Span, body: PartBody,
                        opts: CopyOptions) -> str:
     """One part into the target, retried from the same buffer by the part policy."""
     attempt = 0
@@ -193,7 +193,7 @@ async def copy_artifact(source: ObjectStore, target: ObjectStore, key: str, art:
     etags: dict[int, str] = {}
 
     async def sink(span: Span, body: PartBody) -> None:
-        etags[span.number] = await _upload_part(target, key, upload_id, span, body, opts)
+        etags[span.number] = await upload_part_retried(target, key, upload_id, span, body, opts)
 
     try:
         await stream_parts(source, key, art, spans, opts, sink)

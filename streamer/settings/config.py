@@ -21,6 +21,7 @@ from streamer import codec
 from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
+from streamer.settings.assets import AssetsConfig, parse_assets
 from streamer.settings.encryption import Encryption, parse_encryption
 from streamer.settings.limits import Priority, parse_nice, parse_rates, slots
 from streamer.settings.security import LockMode, parse_ca_bundles, parse_object_lock, parse_prune
@@ -156,6 +157,7 @@ class Config:
     website_name: str = ""
     # age encryption of every artifact (settings/encryption.py, README "Encryption").
     encryption: Encryption = field(default_factory=Encryption)
+    assets: AssetsConfig = field(default_factory=AssetsConfig)  # settings/assets.py
     # S3 Object Lock on every committed object, and whether anything is ever
     # deleted (settings/security.py, docs/SECURITY.md).
     object_lock_days: int = 0
@@ -389,6 +391,7 @@ def parse_config(s: Mapping[str, str]) -> Config:
         website_url=s.get("WEBSITE_URL", ""),
         website_name=s.get("WEBSITE_NAME", ""),
         encryption=parse_encryption(s, layout),
+        assets=parse_assets(s),
         object_lock_days=lock_days,
         object_lock_mode=lock_mode,
         prune=parse_prune(s),

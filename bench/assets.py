@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""`streamer assets` at scale: N small objects in one assets bucket of region 1,
+copied to regions 2 and 3; then 1% rewritten and copied again.
+
+    STREAMER_REGION_PORT_BASE=... .venv/bin/python bench/assets.py [--objects 20000] [--size 2048]
+
+Uses the regions of `scripts/regions` (started if they are not running).
+Prints one Markdown table: per run its wall time, objects listed per second,
+copies made, bytes copied, and the peak RSS of the streamer process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from s3util import RegionsEnv, load_regions_env, run_streamer  # noqa: E402
+
+
+def populate(regions: RegionsEnv, bucket: str, keys: list[str], size: int, tag: bytes) -> None:
+    client = regions.client(1)
+
+    def put(key: str) -> None:
+        client.put_object(Bucket=bucket, Key=key, Body=tag + os.urandom(size - len(tag)))
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(put, keys))
+
+
+def empty(regions: RegionsEnv, bucket: str) -> None:
+    """Delete a bucket in every region, its objects a thousand at a time."""
+    for i in range(1, len(regions.endpoints) + 1):
+        c = regions.client(i)
+        keys = regions.keys(i, bucket)
+        for n in range(0, len(keys), 1000):
+            c.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[n:n + 1000]]})
+    regions.delete_bucket_everywhere(bucket)
+
+
+def measure(name: str, env: dict[str, str], objects: int) -> dict[str, object]:
+    started = time.monotonic()
+    run = run_streamer(["assets", "bench"], env, timeout=7200)
+    seconds = time.monotonic() - started
+    if run.code != 0:
+        print(f"{name}: exit {run.code}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}", file=sys.stderr)
+    m = re.search(r"(\d+) cop(?:y|ies) made \(([\d.]+) MB\)", run.stdout)
+    assert m, run.stdout
+    return {"run": name, "exit": run.code, "seconds": seconds, "objects_per_s": objects / seconds,
+            "copies": int(m.group(1)), "copied_mb": float(m.group(2)),
+            "rss_mib": run.max_rss_kib / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--objects", type=int, default=20000)
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--budget", default="64MiB")
+    args = ap.parse_args()
+    regions = load_regions_env()
+    tag = uuid.uuid4().hex[:8]
+    url = f"bench{tag}.example"
+    bucket = f"bench{tag}-example-assets-media"
+    backups = f"bench{tag}-backups"
+    env = {**os.environ, **regions.env, "WEBSITE_URL": url, "PERSIST_ASSETS_TO_DATASTORE": "1",
+           "DIRECTORIES_TO_MOUNT": "media", "STREAMER_BUCKET": backups,
+           "STREAMER_MEMORY_BUDGET": args.budget}
+    keys = [f"uploads/{i // 1000:03d}/{i:07d}.jpg" for i in range(args.objects)]
+    try:
+        regions.client(1).create_bucket(Bucket=bucket)
+        t = time.monotonic()
+        populate(regions, bucket, keys, args.size, b"v1")
+        print(f"populated {args.objects} objects in {time.monotonic() - t:.0f} s", file=sys.stderr)
+        rows = [measure("first (all new)", env, args.objects)]
+        populate(regions, bucket, keys[::100], args.size, b"v2")
+        rows.append(measure("second (1% rewritten)", env, args.objects))
+        rows.append(measure("third (unchanged)", env, args.objects))
+    finally:
+        for b in (bucket, backups):
+            empty(regions, b)
+    print(f"\n{args.objects} objects of {args.size} B, 2 target regions, budget {args.budget}\n")
+    print("| run | exit | wall s | objects/s | copies | MB copied | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['run']} | {r['exit']} | {r['seconds']:.1f} | {r['objects_per_s']:.0f} | {r['copies']} | "
+              f"{r['copied_mb']:.1f} | {r['rss_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
