@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -47,15 +48,19 @@ def empty(regions: RegionsEnv, bucket: str) -> None:
 
 
 def measure(name: str, env: dict[str, str], objects: int) -> dict[str, object]:
-    started = time.monotonic()
-    run = run_streamer(["assets", "bench"], env, timeout=7200)
-    seconds = time.monotonic() - started
+    """One run under GNU time, for the CPU seconds of the streamer process alone."""
+    with tempfile.NamedTemporaryFile("r") as times:
+        started = time.monotonic()
+        run = run_streamer(["assets", "bench"], env, timeout=7200,
+                           prefix=["/usr/bin/time", "-o", times.name, "-f", "%U %S"])
+        seconds = time.monotonic() - started
+        cpu = sum(float(x) for x in times.read().split()[-2:])
     if run.code != 0:
         print(f"{name}: exit {run.code}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}", file=sys.stderr)
     m = re.search(r"(\d+) cop(?:y|ies) made \(([\d.]+) MB\)", run.stdout)
     assert m, run.stdout
     return {"run": name, "exit": run.code, "seconds": seconds, "objects_per_s": objects / seconds,
-            "copies": int(m.group(1)), "copied_mb": float(m.group(2)),
+            "copies": int(m.group(1)), "copied_mb": float(m.group(2)), "cpu_s": cpu,
             "rss_mib": run.max_rss_kib / 1024}
 
 
@@ -87,11 +92,11 @@ def main() -> None:
         for b in (bucket, backups):
             empty(regions, b)
     print(f"\n{args.objects} objects of {args.size} B, 2 target regions, budget {args.budget}\n")
-    print("| run | exit | wall s | objects/s | copies | MB copied | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | exit | wall s | CPU s | objects/s | copies | MB copied | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['exit']} | {r['seconds']:.1f} | {r['objects_per_s']:.0f} | {r['copies']} | "
-              f"{r['copied_mb']:.1f} | {r['rss_mib']:.0f} |")
+        print(f"| {r['run']} | {r['exit']} | {r['seconds']:.1f} | {r['cpu_s']:.1f} | "
+              f"{r['objects_per_s']:.0f} | {r['copies']} | {r['copied_mb']:.1f} | {r['rss_mib']:.0f} |")
 
 
 if __name__ == "__main__":

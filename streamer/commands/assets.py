@@ -32,6 +32,7 @@ from streamer.housekeeping.lease import new_holder
 from streamer.housekeeping.lock import BackupLock, hold_lock
 from streamer.layout.catalog import list_or_empty
 from streamer.model import Periodicity
+from streamer.pipeline.assets_copy import SMALL
 from streamer.pipeline.assets_plan import (
     ORDERS,
     Frame,
@@ -42,7 +43,7 @@ from streamer.pipeline.assets_plan import (
     run_index_key,
     standalone_index_key,
 )
-from streamer.pipeline.assets_sync import AssetsTally, BucketSync
+from streamer.pipeline.assets_sync import OBJECTS_IN_FLIGHT, AssetsTally, BucketSync
 from streamer.pipeline.budget import ByteBudget, check_budget_fits
 from streamer.pipeline.copy import CopyOptions, bounded
 from streamer.settings.config import Config
@@ -50,6 +51,7 @@ from streamer.settings.ops import OpsConfig
 from streamer.store.base import ObjectStore
 from streamer.store.s3 import open_store, open_stores, run_policy
 from streamer.store.s3_assets import AssetBucket
+from streamer.store.s3_lean import lean_objects
 
 
 @dataclass
@@ -157,11 +159,17 @@ async def _sync_bucket(config: Config, bucket: str, budget: ByteBudget, now: dat
                        previous: tuple[str, bytes] | None, writer: IndexWriter,
                        tally: AssetsTally) -> None:
     """One assets bucket: the region 1 source to every other region."""
-    pool = 48
+    # Connections per region: a small copy holds one request per region at a
+    # time, a large one a request per part its budget share pays for.
+    pool = OBJECTS_IN_FLIGHT + config.memory_budget // SMALL + 4
     async with contextlib.AsyncExitStack() as stack:
-        stores = [AssetBucket(await stack.enter_async_context(open_store(
-            r, bucket, "md5", config.request_timeout, run_policy(config), pool,
-            config.min_part_rate))) for r in config.regions]
+        stores = []
+        for r in config.regions:
+            store = await stack.enter_async_context(open_store(
+                r, bucket, "md5", config.request_timeout, run_policy(config), pool,
+                config.min_part_rate))
+            stores.append(AssetBucket(store, await stack.enter_async_context(
+                lean_objects(store, pool))))
         source, targets = stores[0], {s.index: s for s in stores[1:]}
         if not await source.exists():
             raise StreamerError(f"{source.label}: assets bucket {bucket} does not exist",

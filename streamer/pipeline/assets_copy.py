@@ -28,6 +28,7 @@ from streamer.store.s3_assets import AssetBucket, Listed, plain_etag
 
 MiB = 1024 * 1024
 SMALL = 16 * MiB
+INLINE_MD5 = 256 * 1024  # hashed on the event loop: cheaper than a worker thread's hand-off
 
 
 @dataclass
@@ -48,6 +49,13 @@ def part_size(size: int) -> int:
 
 def _md5(body: PartBody) -> None:
     body.md5_b64 = base64.b64encode(hashlib.md5(body).digest()).decode()
+
+
+async def _digest(body: PartBody) -> None:
+    if len(body) <= INLINE_MD5:
+        _md5(body)
+    else:
+        await anyio.to_thread.run_sync(_md5, body)
 
 
 def _gone(f: StoreFailure) -> bool:
@@ -89,7 +97,7 @@ async def _copy_small(source: AssetBucket, item: Listed, targets: list[AssetBuck
     try:
         got = await bounded(source.store, "GetObject", opts.stall_timeout,
                             source.fetch(item.key, item.etag, item.size))
-        await anyio.to_thread.run_sync(_md5, got.body)
+        await _digest(got.body)
         meta = {**got.metadata, META_ETAG: item.etag, META_SIZE: str(item.size)}
         await _put_all(targets, item.key, got.body, got.content_type, meta, opts, out)
     finally:

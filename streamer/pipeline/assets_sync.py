@@ -30,6 +30,10 @@ from streamer.pipeline.copy import CopyOptions, bounded
 from streamer.store.s3_assets import AssetBucket, Listed
 
 QUEUE = 4096
+# Copies at once: small objects are bound by each request's round trip and
+# CPU, not by bytes, so many run at once; their bytes still come from the
+# budget first (docs/ARCHITECTURE.md, "The assets buckets").
+OBJECTS_IN_FLIGHT = 64
 SAMPLE = 20  # deleted objects named in the report
 
 
@@ -117,7 +121,7 @@ class BucketSync:
     now: datetime
     keep_deleted: float
     tally: AssetsTally
-    objects_in_flight: int = 16
+    objects_in_flight: int = OBJECTS_IN_FLIGHT
 
     def live(self) -> tuple[int, ...]:
         return tuple(i for i in self.targets if i not in self.tally.dropped)

@@ -16,6 +16,7 @@ from typing import Any
 from streamer.errors import StoreFailure
 from streamer.store.base import PartBody
 from streamer.store.s3 import S3Store
+from streamer.store.s3_lean import LeanObjects, ascii_only
 
 
 def plain_etag(etag: str) -> str:
@@ -47,6 +48,7 @@ class AssetBucket:
     """One region's assets bucket."""
 
     store: S3Store
+    lean: LeanObjects | None = None  # whole objects without aiobotocore (store/s3_lean.py)
 
     @property
     def index(self) -> int:
@@ -86,6 +88,13 @@ class AssetBucket:
 
     async def fetch(self, key: str, if_match: str, size: int) -> Fetched:
         """A whole object, pinned to ``if_match`` (412 if it changed)."""
+        if self.lean is not None:
+            lean = self.lean
+
+            async def quick() -> Fetched:
+                return Fetched(*await lean.get(key, if_match))
+            return await self.store._call("GetObject", quick, limit=self.store.timeouts.data(size))
+
         async def go() -> Fetched:
             response = await self.store.client.get_object(Bucket=self.bucket, Key=key,
                                                           IfMatch=f'"{if_match}"')
@@ -111,6 +120,11 @@ class AssetBucket:
     async def put(self, key: str, body: PartBody, content_type: str,
                   metadata: Mapping[str, str]) -> str:
         """One PutObject with Content-MD5 (``body.md5_b64``) and user metadata."""
+        if self.lean is not None and ascii_only(metadata):
+            lean = self.lean
+            return await self.store._call("PutObject", lambda: lean.put(key, body, content_type,
+                                                                        metadata),
+                                          limit=self.store.timeouts.data(len(body)))
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Body": body,
                                   "ContentType": content_type, "Metadata": dict(metadata)}
         if body.md5_b64:

@@ -23,12 +23,15 @@ producer computed once and every region and retry reuses:
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.utils import parse_timestamp
 
 from streamer.errors import ConfigError
 from streamer.settings.config import ChecksumMode, Region
@@ -94,9 +97,26 @@ def client_config(checksum: ChecksumMode, timeouts: RequestTimeouts, pool: int) 
 _SESSION: list[Any] = []
 
 
+def fast_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser for what S3 sends (ISO 8601 in listings,
+    RFC 1123 in headers) without dateutil's general parser, a tenth of the
+    CPU of a small object's request (docs/ARCHITECTURE.md, "The assets
+    buckets"); anything else goes to botocore's own."""
+    if isinstance(value, str):
+        try:
+            return (email.utils.parsedate_to_datetime(value) if value[-3:] == "GMT"
+                    else datetime.fromisoformat(value))
+        except (TypeError, ValueError, IndexError):
+            pass
+    return parse_timestamp(value)  # type: ignore[no-any-return]
+
+
 def shared_session() -> Any:
     """One botocore session for every region: the S3 service model (tens of
     MiB of parsed JSON) is then loaded once, not once per region."""
     if not _SESSION:
-        _SESSION.append(get_session())
+        session = get_session()
+        session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=fast_timestamp)
+        _SESSION.append(session)
     return _SESSION[0]

@@ -18,14 +18,19 @@ _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnava
                     "Throttling", "ThrottlingException", "RequestTimeTooSkewed"}
 
 
+def http_failure(region: str, operation: str, status: int, code: str, message: str) -> StoreFailure:
+    """A server's error answer: transient if trying again may help."""
+    transient = status >= 500 or status in (408, 429) or code in _TRANSIENT_CODES
+    return StoreFailure(region, operation, f"{code or status}: {message or code}", transient,
+                        status, code)
+
+
 def translate(region: str, operation: str, exc: BaseException) -> StoreFailure:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        code = str(err.get("Code", ""))
-        message = str(err.get("Message", "")) or code
-        transient = status >= 500 or status in (408, 429) or code in _TRANSIENT_CODES
-        return StoreFailure(region, operation, f"{code or status}: {message}", transient, status, code)
+        return http_failure(region, operation, status, str(err.get("Code", "")),
+                            str(err.get("Message", "")))
     if isinstance(exc, TimeoutError):
         return StoreFailure(region, operation, "timed out", True)
     plain = _plain_cause(region, operation, exc)
