@@ -22,7 +22,8 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from botocore.auth import S3SigV4Auth
@@ -49,6 +50,16 @@ def _ssl(store: S3Store) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=cafile if isinstance(cafile, str) else None)
 
 
+def _proxy(endpoint: str) -> str | None:
+    """The proxy botocore would use for the endpoint (HTTP(S)_PROXY, NO_PROXY),
+    found once: aiohttp's ``trust_env`` would read the environment (and
+    ~/.netrc) again for every request."""
+    parts = urlsplit(endpoint)
+    if proxy_bypass(parts.hostname or ""):
+        return None
+    return getproxies().get(parts.scheme)
+
+
 def _error(store: S3Store, operation: str, status: int, text: str) -> StoreFailure:
     code = re.search(r"<Code>([^<]*)</Code>", text)
     message = re.search(r"<Message>([^<]*)</Message>", text)
@@ -63,11 +74,14 @@ class LeanObjects:
     store: S3Store
     session: aiohttp.ClientSession
     signer: S3SigV4Auth
+    proxy: str | None = None
 
     def _signed(self, method: str, key: str, headers: dict[str, str],
                 body: bytes = b"") -> tuple[URL, dict[str, str]]:
         url = f"{self.store.endpoint.rstrip('/')}/{self.store.bucket}/{quote(key, safe='/~')}"
         request = AWSRequest(method=method, url=url, headers=headers, data=body)
+        # The client's own configuration: with Content-MD5, an unsigned payload (s3_client.py).
+        request.context["client_config"] = self.store.client.meta.config
         self.signer.add_auth(request)
         return URL(url, encoded=True), dict(request.headers.items())
 
@@ -75,7 +89,7 @@ class LeanObjects:
         """A whole object pinned to ``if_match`` (412 if it changed): its bytes,
         ETag, content type and user metadata."""
         url, headers = self._signed("GET", key, {"If-Match": f'"{if_match}"'})
-        async with self.session.get(url, headers=headers) as r:
+        async with self.session.get(url, headers=headers, proxy=self.proxy) as r:
             data = await r.read()
             if r.status != 200:
                 raise _error(self.store, "GetObject", r.status, data.decode(errors="replace"))
@@ -91,7 +105,8 @@ class LeanObjects:
         if body.md5_b64:
             headers["Content-MD5"] = body.md5_b64
         url, signed = self._signed("PUT", key, headers, bytes(body))
-        async with self.session.put(url, headers=signed, data=bytes(body)) as r:
+        async with self.session.put(url, headers=signed, data=bytes(body),
+                                    proxy=self.proxy) as r:
             text = (await r.read()).decode(errors="replace")
             if r.status != 200:
                 raise _error(self.store, "PutObject", r.status, text)
@@ -107,7 +122,7 @@ def ascii_only(metadata: Mapping[str, Any]) -> bool:
 async def lean_objects(store: S3Store, pool: int) -> AsyncIterator[LeanObjects]:
     region = store.region
     connector = aiohttp.TCPConnector(limit=pool, ssl=_ssl(store))
-    async with aiohttp.ClientSession(connector=connector, trust_env=True,
-                                     auto_decompress=False) as session:
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
         credentials = Credentials(str(region.access_key), str(region.secret_key))
-        yield LeanObjects(store, session, S3SigV4Auth(credentials, "s3", region.location))
+        yield LeanObjects(store, session, S3SigV4Auth(credentials, "s3", region.location),
+                          _proxy(store.endpoint))
