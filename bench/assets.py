@@ -59,9 +59,11 @@ def measure(name: str, env: dict[str, str], objects: int) -> dict[str, object]:
         print(f"{name}: exit {run.code}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}", file=sys.stderr)
     m = re.search(r"(\d+) cop(?:y|ies) made \(([\d.]+) MB\)", run.stdout)
     assert m, run.stdout
-    return {"run": name, "exit": run.code, "seconds": seconds, "objects_per_s": objects / seconds,
-            "copies": int(m.group(1)), "copied_mb": float(m.group(2)), "cpu_s": cpu,
-            "rss_mib": run.max_rss_kib / 1024}
+    row = {"run": name, "exit": run.code, "seconds": seconds, "objects_per_s": objects / seconds,
+           "copies": int(m.group(1)), "copied_mb": float(m.group(2)), "cpu_s": cpu,
+           "rss_mib": run.max_rss_kib / 1024}
+    print(f"{row}", file=sys.stderr, flush=True)  # each run as it ends: a long bench cut short keeps it
+    return row
 
 
 def main() -> None:
@@ -83,7 +85,8 @@ def main() -> None:
         regions.client(1).create_bucket(Bucket=bucket)
         t = time.monotonic()
         populate(regions, bucket, keys, args.size, b"v1")
-        print(f"populated {args.objects} objects in {time.monotonic() - t:.0f} s", file=sys.stderr)
+        print(f"populated {args.objects} objects in {time.monotonic() - t:.0f} s", file=sys.stderr,
+              flush=True)
         rows = [measure("first (all new)", env, args.objects)]
         populate(regions, bucket, keys[::100], args.size, b"v2")
         rows.append(measure("second (1% rewritten)", env, args.objects))
