@@ -48,20 +48,21 @@ def empty(regions: RegionsEnv, bucket: str) -> None:
 
 
 def measure(name: str, env: dict[str, str], objects: int) -> dict[str, object]:
-    """One run under GNU time, for the CPU seconds of the streamer process alone."""
+    """One run under GNU time, for the CPU seconds and peak RSS of the streamer
+    process alone (wait4's figure would carry the large harness's own peak)."""
     with tempfile.NamedTemporaryFile("r") as times:
         started = time.monotonic()
         run = run_streamer(["assets", "bench"], env, timeout=7200,
-                           prefix=["/usr/bin/time", "-o", times.name, "-f", "%U %S"])
+                           prefix=["/usr/bin/time", "-o", times.name, "-f", "%U %S %M"])
         seconds = time.monotonic() - started
-        cpu = sum(float(x) for x in times.read().split()[-2:])
+        user, system, rss_kib = times.read().split()[-3:]
     if run.code != 0:
         print(f"{name}: exit {run.code}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}", file=sys.stderr)
     m = re.search(r"(\d+) cop(?:y|ies) made \(([\d.]+) MB\)", run.stdout)
     assert m, run.stdout
     row = {"run": name, "exit": run.code, "seconds": seconds, "objects_per_s": objects / seconds,
-           "copies": int(m.group(1)), "copied_mb": float(m.group(2)), "cpu_s": cpu,
-           "rss_mib": run.max_rss_kib / 1024}
+           "copies": int(m.group(1)), "copied_mb": float(m.group(2)), "cpu_s": float(user) + float(system),
+           "rss_mib": int(rss_kib) / 1024}
     print(f"{row}", file=sys.stderr, flush=True)  # each run as it ends: a long bench cut short keeps it
     return row
 
