@@ -11,6 +11,7 @@ not damaged in one region.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,3 +70,14 @@ class Decoding:
         if self.identities is not None:
             raw = _Decrypted(raw, self.identities, where)
         return decompressed(raw, self.compression)
+
+
+HEADER_PROBE = 16 * 1024  # bytes read to open an age header: ~100 per recipient, then the nonce
+
+
+def check_opens(head: bytes, identities: Sequence[Identity], where: str) -> None:
+    """The identities open the age header at the start of ``head`` (its MAC
+    checked): ConfigError if none is a recipient, IntegrityError if it is not
+    an age header.  ``verify`` runs this so that a run encrypted to a
+    mistyped recipient is found before the day it must be restored."""
+    _Decrypted(io.BytesIO(head), identities, where)

@@ -5,8 +5,10 @@ checked at once: its manifest must exist and agree with the other regions'
 (same artifacts, sizes and SHA-256), and every artifact is streamed back
 (ranged GETs, as restore reads) and its size and SHA-256 compared with that
 region's manifest; with per-part digests each part is checked too, and a bad
-copy is named down to its first bad part and offset.  Nothing is decompressed
-or written.  One line per region;
+copy is named down to its first bad part and offset.  With STREAMER_AGE_IDENTITY
+set, an encrypted artifact's age header is opened too, so a run encrypted to
+a mistyped recipient fails verify, not the restore that needs it.  Nothing is
+decrypted, decompressed or written.  One line per region;
 exit 0 if every region is good, 1 otherwise, naming the region and the key.
 """
 
@@ -14,16 +16,26 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
-from streamer.errors import EXIT_FAILED, EXIT_OK, IntegrityError, RegionError, StoreFailure
+from streamer.age.keys import Identity, load_identities
+from streamer.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    ConfigError,
+    IntegrityError,
+    RegionError,
+    StoreFailure,
+)
 from streamer.layout.base import Layout
 from streamer.layout.catalog import RunListing, StoredManifest, read_manifest
 from streamer.manifest import PartDigests
 from streamer.model import Series
 from streamer.readback.download import stream_object
+from streamer.readback.plaintext import HEADER_PROBE, check_opens
 from streamer.readback.resume import Source, Tally, stream_parts
 from streamer.readback.sources import Download, artifact_store, locate, object_ref, validate_stamp
 from streamer.settings.config import Config
@@ -66,7 +78,10 @@ def _describe(a: dict[str, tuple[int, str]], b: dict[str, tuple[int, str]]) -> s
 
 
 async def check_region(client: ObjectStore, run: RunListing | None, stamp: str,
-                       dl: Download) -> RegionCheck:
+                       dl: Download, identities: Sequence[Identity] = ()) -> RegionCheck:
+    """One region's copy of the run, every byte hashed; an encrypted artifact's
+    age header is also opened with ``identities`` (STREAMER_AGE_IDENTITY) when
+    they are given."""
     check = RegionCheck(client)
     started = time.monotonic()
     if run is None or run.manifest_key is None:
@@ -79,7 +94,10 @@ async def check_region(client: ObjectStore, run: RunListing | None, stamp: str,
             ref = await object_ref(store, check.manifest, art)
             await _read(Source(store, ref), art.parts, dl)
             check.verified_bytes += ref.size
-    except (StoreFailure, IntegrityError, RegionError) as e:
+            if art.encryption and identities:
+                head = await store.get_range(ref.key, 0, min(ref.size, HEADER_PROBE) - 1)
+                check_opens(bytes(head), identities, f"{client.label}: {ref.key}")
+    except (StoreFailure, IntegrityError, RegionError, ConfigError) as e:
         check.problem = str(e).removeprefix(client.label + ": ")
     check.seconds = time.monotonic() - started
     return check
@@ -129,10 +147,12 @@ async def verify_run(config: Config, clients: list[ObjectStore], layout: Layout,
     holding = {c.index: r for c, r in located.holders}
     checks: dict[int, RegionCheck] = {}
     dl = Download.for_config(config, len(clients))
+    identity = config.encryption.identity
+    identities = await anyio.to_thread.run_sync(load_identities, identity) if identity else ()
 
     async def one(client: ObjectStore) -> None:
         checks[client.index] = await check_region(
-            client, holding.get(client.index), located.stamp, dl)
+            client, holding.get(client.index), located.stamp, dl, identities)
 
     async with anyio.create_task_group() as tg:
         for client in clients:

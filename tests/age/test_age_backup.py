@@ -154,6 +154,23 @@ def test_verify_and_heal_work_on_ciphertext_without_the_identity(
     assert snapshot(target) == expected(root)
 
 
+def test_verify_with_the_identity_finds_a_run_it_cannot_open(
+        encrypted: tuple[dict[str, str], Path, Path, str, dict[str, object]],
+        tmp_path: Path) -> None:
+    """The run's key opens its header in every region; a stranger's key (the
+    case of a mistyped recipient at backup) fails verify, naming the keys."""
+    env, _, key, secret, _ = encrypted
+    run = run_streamer(["verify", "hourly", "esite"], {**env, "STREAMER_AGE_IDENTITY": str(key)})
+    assert run.code == 0, run.stdout + run.stderr
+    assert run.stdout.count(": ok: ") == 3
+    stranger, _, stranger_secret = keygen(tmp_path / "other")
+    run = run_streamer(["verify", "hourly", "esite"],
+                       {**env, "STREAMER_AGE_IDENTITY": str(stranger)})
+    assert run.code == 1, run.stdout + run.stderr
+    assert run.stdout.count("BAD") == 3 and "(wrong identity)" in run.stdout, run.stdout
+    assert secret not in run.stdout + run.stderr and stranger_secret not in run.stdout + run.stderr
+
+
 async def test_an_encrypted_database_reveals_no_table_name_and_restores(
         regions: RegionsEnv, bucket: str, streamer_env: dict[str, str], tmp_path: Path,
         pg_setup: PgSetup) -> None:  # noqa: F811
