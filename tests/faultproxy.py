@@ -253,8 +253,10 @@ class _Upstream:
         return self.conn
 
     def close(self) -> None:
+        # abort, not close: a graceful close waits for a request body the
+        # upstream may never read, and outlives the proxy's loop
         if self.conn is not None:
-            self.conn[1].close()
+            self.conn[1].transport.abort()
             self.conn = None
 
 
@@ -279,6 +281,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._clients: set[asyncio.StreamWriter] = set()
         self._error: BaseException | None = None
         self.port = 0
 
@@ -326,6 +329,10 @@ class FaultProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in self._clients:  # still flushing to a client that went away
+            client.transport.abort()
+        for _ in range(3):  # let the transports' connection_lost callbacks run
+            await asyncio.sleep(0)
         await server.wait_closed()
 
     def _ssl_or_none(self) -> ssl.SSLContext | None:
@@ -352,6 +359,7 @@ class FaultProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._clients.add(writer)
         upstream = _Upstream(self._host, self._port)
         try:
             while (raw := await _read_head(reader)) is not None:
@@ -364,6 +372,8 @@ class FaultProxy:
             self._tasks.discard(task)
             upstream.close()
             writer.close()
+            if not writer.transport.get_write_buffer_size():
+                self._clients.discard(writer)
 
     async def _exchange(self, req: _Message, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                         upstream: _Upstream) -> bool:
