@@ -125,7 +125,8 @@ async def cleanup_series(client: ObjectStore, prefixes: Sequence[CleanupPrefix],
     ``delete_runs`` False: abort uploads only."""
     aborted, runs, errors = 0, list[str](), list[str]()
     for p in prefixes:
-        r = await cleanup_prefix(client, p.prefix, now, horizon, holding_lock,
+        store = client.sibling(p.bucket) if p.bucket else client
+        r = await cleanup_prefix(store, p.prefix, now, horizon, holding_lock,
                                  with_runs=p.with_runs and delete_runs)
         aborted += r.aborted
         runs.extend(r.deleted_runs)
