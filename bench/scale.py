@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -102,8 +103,8 @@ def trees_part(b: ScaleBench, a: argparse.Namespace, t: run.Target,
         b.failed.clear()
         for rep in range(1, a.reps + 1):
             for c in rotated(CONTENDERS, rep):
-                b.measure(rep, t, c, tree, c, part="trees", tree=kind)
-        w = {c: med(b.runs, part="trees", tree=kind, contender=c) for c in CONTENDERS}
+                b.measure(rep, t, c, tree, c, part="trees", tree_kind=kind)
+        w = {c: med(b.runs, part="trees", tree_kind=kind, contender=c) for c in CONTENDERS}
         tees = {c: w[c] for c in TEES if w[c] is not None}
         best = min(tees.items(), key=lambda x: x[1]) if tees else None
         s, p = w["streamer"], w["producer"]
@@ -186,6 +187,10 @@ def main() -> int:
     for x in a.trees:
         if x not in gen_webroot.KINDS:
             ap.error(f"unknown tree kind {x} (known: {', '.join(gen_webroot.KINDS)})")
+    def on_term(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     started_sink = False
     if nullsink.running_pid() is None:
         subprocess.run([sys.executable, str(HERE / "nullsink.py"), "up"], check=True)

@@ -117,7 +117,7 @@ def floor_wall(floor: dict[str, Any], tree: Any, runs: list[dict[str, Any]],
                kind: str) -> float | None:
     """The floor of one tree kind, from the producer's runs on it."""
     mine = [r for r in runs if r.get("ok") and r.get("part") == "trees"
-            and r.get("tree") == kind and r["contender"] == "producer"]
+            and r.get("tree_kind") == kind and r["contender"] == "producer"]
     if not mine:
         return None
     return floor_of(floor, statistics.median(r["cpu"] for r in mine),
