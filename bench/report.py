@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import report_extras  # noqa: E402
+
 MAIN = ["streamer", "streamer-age", "adt", "aws", "s5cmd", "rclone", "producer"]
 PEERS = ["adt", "aws", "s5cmd", "rclone"]
 MiB = 1 << 20

@@ -68,7 +68,7 @@ def table(rows: list[tuple[int, str, str, str]]) -> list[str]:
     out = ["## Goals of issue 12 (and of issues 11 and 13)\n",
            "| issue | goal | measured | verdict |", "|---|---|---|---|"]
     out += [f"| #{i} | {_md(g)} | {_md(m)} | {v} |" for i, g, m, v in rows]
-    return out + [""]
+    return [*out, ""]
 
 
 def floor_rows(doc: dict[str, Any], streamer: Any, producer: Any, tee: tuple[str, Any] | None

@@ -93,7 +93,7 @@ def prepare(kind: str, a: argparse.Namespace) -> run.TreeInfo:
 
 def trees_part(b: ScaleBench, a: argparse.Namespace, t: run.Target,
                floor: dict[str, float] | None) -> tuple[list[str], list[dict[str, Any]]]:
-    md = ["### Tree kinds: 3 null-sink regions, wall s (median)\n",
+    md = ["#### Tree kinds: 3 null-sink regions, wall s (median)\n",
           "| tree | files | MB | zstd MB | producer | streamer | aws | s5cmd | rclone | "
           "streamer / fastest tee | streamer / producer | floor s (floor / producer) |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -124,7 +124,7 @@ def trees_part(b: ScaleBench, a: argparse.Namespace, t: run.Target,
                           f"{fmt(s)} s / {fmt(p)} s = {fmt(r_prod)}x"
                           + (f" (floor {fmt(fl / p)}x)" if fl and p else ""),
                           r_prod is not None and r_prod <= limit))
-    return md + [""], goals
+    return [*md, ""], goals
 
 
 def cores_part(b: ScaleBench, a: argparse.Namespace, t: run.Target
@@ -137,7 +137,7 @@ def cores_part(b: ScaleBench, a: argparse.Namespace, t: run.Target
             for c in rotated(CONTENDERS, rep):
                 b.measure(rep, t, c, tree, f"{c}@cpus{cpus}", part="cores", cpus=cpus, base=c)
     b.pin = None
-    md = [f"### From 1 to 2 cores (`taskset -c 0` / `-c 0,1`), {a.cores_tree} tree "
+    md = [f"#### From 1 to 2 cores (`taskset -c 0` / `-c 0,1`), {a.cores_tree} tree "
           f"({tree.bytes / 1e6:.0f} MB), wall s (median)\n",
           "| contender | 1 core | 2 cores | speed-up |", "|---|---|---|---|"]
     up: dict[str, float | None] = {}
@@ -148,7 +148,7 @@ def cores_part(b: ScaleBench, a: argparse.Namespace, t: run.Target
     s, p = up["streamer"], up["producer"]
     g = goal("from 1 to 2 cores: streamer's speed-up ≥ the producer's own",
              f"streamer {fmt(s)}x, producer {fmt(p)}x", s is not None and p is not None and s >= p)
-    return md + [""], [g]
+    return [*md, ""], [g]
 
 
 def goal(text: str, measured: str, ok: bool) -> dict[str, Any]:
@@ -162,7 +162,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="write the bench convention's JSON here")
     ap.add_argument("--parts", default=",".join(PARTS))
     ap.add_argument("--trees", default="cms,text", help="tree kinds (mixed, cms, text)")
-    ap.add_argument("--cores-tree", default="mixed", choices=gen_webroot.KINDS)
+    ap.add_argument("--cores-tree", default="text", choices=gen_webroot.KINDS)
     ap.add_argument("--reps", type=int)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cms-files", type=int)

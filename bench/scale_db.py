@@ -103,7 +103,7 @@ def db_part(b: Any, a: argparse.Namespace, t: run.Target) -> tuple[list[str], li
     empty = run.WORK / "empty-webroot"
     empty.mkdir(parents=True, exist_ok=True)
     out = run.WORK / "dump-tmp.sql"
-    md = ["### The database stream against dump-to-file, wall s (median)\n",
+    md = ["#### The database stream against dump-to-file, wall s (median)\n",
           "| engine | dump MB | `dump > file` | streamer, database only, 3 null-sink regions | "
           "streamer's speed, x the dump's |", "|---|---|---|---|---|"]
     goals = []
@@ -136,7 +136,7 @@ def db_part(b: Any, a: argparse.Namespace, t: run.Target) -> tuple[list[str], li
                       "own speed (streamer wall ≤ dump-to-file wall / 0.95)",
                       "measured": f"{_f(s)} s vs {_f(d)} s = {_f(speed)}x",
                       "pass": speed is not None and speed >= 0.95})
-    return md + [""], goals
+    return [*md, ""], goals
 
 
 def _median(runs: list[dict[str, Any]], engine: str, contender: str) -> float | None:

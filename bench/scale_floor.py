@@ -125,7 +125,7 @@ def floor_wall(floor: dict[str, Any], tree: Any, runs: list[dict[str, Any]],
 
 
 def table(floor: dict[str, Any]) -> list[str]:
-    return ["### The floor's per-GB costs (this process, this machine, now)\n",
+    return ["#### The floor's per-GB costs (this process, this machine, now)\n",
             "| cores | checksum | checksum CPU s/GB | send to 3 loopback sockets CPU s/GB |",
             "|---|---|---|---|",
             f"| {floor['cores']} | {floor['checksum']} | {floor['checksum_cpu_s_per_gb']:.3f} | "
