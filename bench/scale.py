@@ -68,10 +68,11 @@ class ScaleBench(run.Bench):
             r.update(tags)
 
 
-def med(runs: list[dict[str, Any]], **match: Any) -> float | None:
-    walls = [r["wall"] for r in runs if r.get("ok") and all(r.get(k) == v
-                                                            for k, v in match.items())]
-    return statistics.median(walls) if walls else None
+def med(runs: list[dict[str, Any]], what: str = "wall", **match: Any) -> float | None:
+    """The median wall (or ``what``: cpu) of the successful runs matching ``match``."""
+    vals = [r[what] for r in runs if r.get("ok") and all(r.get(k) == v
+                                                         for k, v in match.items())]
+    return statistics.median(vals) if vals else None
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
@@ -95,8 +96,9 @@ def trees_part(b: ScaleBench, a: argparse.Namespace, t: run.Target,
                floor: dict[str, float] | None) -> tuple[list[str], list[dict[str, Any]]]:
     md = ["#### Tree kinds: 3 null-sink regions, wall s (median)\n",
           "| tree | files | MB | zstd MB | producer | streamer | aws | s5cmd | rclone | "
-          "streamer / fastest tee | streamer / producer | floor s (floor / producer) |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "streamer / fastest tee | streamer / producer | floor s (floor / producer) | "
+          "CPU s: producer, streamer, fastest tee |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     goals: list[dict[str, Any]] = []
     for kind in a.trees:
         tree = prepare(kind, a)
@@ -114,7 +116,10 @@ def trees_part(b: ScaleBench, a: argparse.Namespace, t: run.Target,
         md.append(f"| {kind} | {tree.files} | {tree.bytes / 1e6:.0f} | {tree.zstd_bytes / 1e6:.1f} "
                   f"| {fmt(p)} | {fmt(s)} | {fmt(w['aws'])} | {fmt(w['s5cmd'])} | "
                   f"{fmt(w['rclone'])} | {fmt(r_tee)}x{f' ({best[0]})' if best else ''} | "
-                  f"{fmt(r_prod)}x | {fmt(fl)} ({fmt(fl / p if fl and p else None)}x) |")
+                  f"{fmt(r_prod)}x | {fmt(fl)} ({fmt(fl / p if fl and p else None)}x) | "
+                  + ", ".join(fmt(med(b.runs, "cpu", part="trees", tree_kind=kind, contender=c))
+                              for c in ("producer", "streamer", best[0] if best else "-"))
+                  + " |")
         name = f"{kind} tree ({tree.files} files, {tree.bytes / 1e6:.0f} MB)"
         goals.append(goal(f"{name}: streamer ahead of the fastest tee pipeline",
                           f"{fmt(s)} s vs {best[0]} {fmt(best[1])} s = {fmt(r_tee)}x" if best
