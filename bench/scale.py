@@ -28,6 +28,7 @@ table and the goal rows of issue 12; the raw runs go in it too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -202,6 +203,12 @@ def main() -> int:
         started_sink = True
     try:
         doc = measure_all(a)
+    except KeyboardInterrupt:
+        run.log("interrupted")
+        for pid in run._descendants(os.getpid()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return 130
     finally:
         if started_sink:
             subprocess.run([sys.executable, str(HERE / "nullsink.py"), "down"], check=False)
