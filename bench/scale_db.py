@@ -123,6 +123,7 @@ def db_part(b: Any, a: argparse.Namespace, t: run.Target) -> tuple[list[str], li
                 tree = run.TreeInfo(str(empty), size, 0, 0, 0, 0, {})
                 b.measure(rep, t, "streamer", tree, f"streamer-db-{engine}", part="db",
                           engine=engine)
+                _require_database(b.runs[-1])
                 if not rep % 2:
                     size = dump_to_file(b, rep, engine, out, tree)
         finally:
@@ -137,6 +138,15 @@ def db_part(b: Any, a: argparse.Namespace, t: run.Target) -> tuple[list[str], li
                       "measured": f"{_f(s)} s vs {_f(d)} s = {_f(speed)}x",
                       "pass": speed is not None and speed >= 0.95})
     return [*md, ""], goals
+
+
+def _require_database(rec: dict[str, Any]) -> None:
+    """run.py verifies the webroot archive; a database run must also have
+    stored the database in every region."""
+    regions = (rec.get("verify") or {}).get("objects") or []
+    if rec.get("ok") and not (regions and all(any("/database.sql" in k for k in objs)
+                                              for objs in regions)):
+        rec.update(ok=False, error="no database artifact in every region")
 
 
 def _median(runs: list[dict[str, Any]], engine: str, contender: str) -> float | None:
