@@ -66,3 +66,16 @@ def test_an_extra_not_run_or_failed_is_a_row_not_a_crash() -> None:
     assert any(r[0] == 13 and r[2] == "not run" for r in rows)  # assets.py
     text = "\n".join(report_extras.sections(doc))
     assert "bench/integrity.py: not run" in text and "| a |" in text and "boom" in text
+
+
+def test_a_database_run_counts_only_with_the_database_in_every_region() -> None:
+    import scale_db
+
+    key = "b/manual/20261203T000000Z/"
+    both = {key + "webroot.tar.zst": 1, key + "database.sql.zst": 2}
+    good = {"ok": True, "verify": {"objects": [both] * 3}}
+    scale_db._require_database(good)
+    assert good["ok"]
+    bad = {"ok": True, "verify": {"objects": [both] * 2 + [{key + "webroot.tar.zst": 1}]}}
+    scale_db._require_database(bad)
+    assert not bad["ok"] and "database" in bad["error"]
