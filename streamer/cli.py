@@ -100,8 +100,19 @@ AtOpt = Annotated[str | None, typer.Option("--at", help="The run's stamp (YYYYMM
                                                         "default the newest committed one.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print streamer's version and exit.")]
+
+
 @app.callback()
-def main_callback(ctx: typer.Context, debug: DebugOpt = False) -> None:
+def main_callback(ctx: typer.Context, debug: DebugOpt = False,
+                  version: VersionOpt = False) -> None:
     ctx.obj = Options(debug=debug)
 
 

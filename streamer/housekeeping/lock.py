@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -266,12 +266,17 @@ class BackupLock:
 
 
 @contextlib.asynccontextmanager
-async def hold_lock(lock: BackupLock) -> AsyncIterator[BackupLock]:
+async def hold_lock(lock: BackupLock,
+                    beside: Callable[[], Coroutine[Any, Any, None]] | None = None
+                    ) -> AsyncIterator[BackupLock]:
     """Acquire, keep renewed while the body runs, release.  If the lock is lost
-    the body is cancelled and BackupFailed is raised here."""
-    await lock.acquire()
+    the body is cancelled and BackupFailed is raised here.  ``beside`` runs
+    while the lock is claimed and is awaited before the body (the backup's
+    cleanup listing: docs/ARCHITECTURE.md, "Start-up and tear-down"); it
+    records its own failures and must not raise."""
     error: Exception | None = None
     try:
+        await _acquire_beside(lock, beside)
         async with anyio.create_task_group() as tg:
             tg.start_soon(lock.keep_renewed, tg.cancel_scope.cancel)
             try:
@@ -282,8 +287,27 @@ async def hold_lock(lock: BackupLock) -> AsyncIterator[BackupLock]:
                 tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            await lock.release()
+            await lock.release()  # nothing when nothing was acquired
     if error is not None:
         raise error
     if lock.lost:
         raise BackupFailed(lock.lost, "nothing was committed by this run; the new holder backs up")
+
+
+async def _acquire_beside(lock: BackupLock,
+                          beside: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
+    """``lock.acquire()``, with ``beside`` running at the same time; the lock's
+    own error (LockHeld, BackupFailed) is raised as it is, and stops ``beside``."""
+    if beside is None:
+        await lock.acquire()
+        return
+    error: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beside)
+        try:
+            await lock.acquire()
+        except Exception as e:  # raised below, not wrapped in an ExceptionGroup
+            error = e
+            tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
