@@ -144,7 +144,7 @@ async def _locked_run(request: BackupRequest, layout: Layout, all_clients: list[
                       new_holder(model.stamp(started), request.ops.lock_lease, started))
     surveyed: Surveyed = {}
     listing = functools.partial(survey_all, clients, layout, series, config.prune,
-                                config.stall_timeout, surveyed)
+                                config.stall_timeout, surveyed, lock)
     async with hold_lock(lock, beside=listing):
         outcome.taken_over = list(lock.taken_over)
         clients = _drop(regions, lock.unanswered, quorum)

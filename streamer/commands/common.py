@@ -15,6 +15,7 @@ import anyio
 
 from streamer.errors import EXIT_FAILED, EXIT_OK, StoreFailure
 from streamer.housekeeping.cleanup import CleanupReport, Survey, cleanup_series, survey_series
+from streamer.housekeeping.lock import BackupLock
 from streamer.housekeeping.retention import PruneReport, prune_series
 from streamer.layout.base import Layout
 from streamer.layout.catalog import RunListing
@@ -43,22 +44,35 @@ Surveyed = dict[int, list[Survey] | StoreFailure | TimeoutError]
 
 
 async def survey_all(clients: list[ObjectStore], layout: Layout, series: Series,
-                     delete_runs: bool, bound: float | None, into: Surveyed) -> None:
+                     delete_runs: bool, bound: float | None, into: Surveyed,
+                     lock: BackupLock | None = None) -> None:
     """Take the cleanup's listing of ``series`` in every region at once, into
-    ``into``; a backup runs it while its lock is claimed (docs/ARCHITECTURE.md,
-    "Start-up and tear-down"), and ``clean_series`` then acts on it."""
+    ``into``; a backup runs it while ``lock`` is claimed (docs/ARCHITECTURE.md,
+    "Start-up and tear-down"), and ``clean_series`` then acts on it.  A region
+    that did not answer the lock claim is given up at once: it takes no further
+    part in the run (docs/RELIABILITY.md)."""
     prefixes = layout.cleanup_prefixes(series)
 
     async def one(client: ObjectStore) -> None:
-        try:
-            with anyio.fail_after(bound):
-                into[client.index] = await survey_series(client, prefixes, delete_runs)
-        except (StoreFailure, TimeoutError) as e:
-            into[client.index] = e
+        async with anyio.create_task_group() as tg:
+            if lock is not None:
+                tg.start_soon(_unless_unanswered, lock, client.index, tg.cancel_scope)
+            try:
+                with anyio.fail_after(bound):
+                    into[client.index] = await survey_series(client, prefixes, delete_runs)
+            except (StoreFailure, TimeoutError) as e:
+                into[client.index] = e
+            tg.cancel_scope.cancel()
 
     async with anyio.create_task_group() as tg:
         for client in clients:
             tg.start_soon(one, client)
+
+
+async def _unless_unanswered(lock: BackupLock, index: int, scope: anyio.CancelScope) -> None:
+    await lock.settled.wait()
+    if index in lock.unanswered:
+        scope.cancel()
 
 
 async def clean_series(clients: list[ObjectStore], layout: Layout, series: Series,

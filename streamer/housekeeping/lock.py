@@ -89,6 +89,14 @@ class BackupLock:
     taken_over: list[Holder] = field(default_factory=list)
     unanswered: dict[int, str] = field(default_factory=dict)  # region index -> why, when acquired
     lost: str | None = None
+    settled: anyio.Event = field(default_factory=anyio.Event)  # acquire() has its answer
+
+    async def acquire(self) -> None:
+        """Hold a majority of the regions' lock objects, or raise LockHeld / BackupFailed."""
+        try:
+            await self._acquire()
+        finally:
+            self.settled.set()
 
     @property
     def by_index(self) -> dict[int, ObjectStore]:
@@ -96,8 +104,7 @@ class BackupLock:
 
     # ------------------------------------------------------------ acquire
 
-    async def acquire(self) -> None:
-        """Hold a majority of the regions' lock objects, or raise LockHeld / BackupFailed."""
+    async def _acquire(self) -> None:
         for round_ in range(SPLIT_RETRIES + 1):
             self.holder = replace(self.holder, expires=utcnow() + timedelta(seconds=self.lease))
             claims = await self._claim_all()
