@@ -33,6 +33,7 @@ from streamer.cli_support import (
     PERIODICITY_NAMES,
     RESTORE_HELP,
     VERIFY_HELP,
+    VersionOpt,
     be_gentle,
     config_from,
     guarded,
@@ -98,16 +99,6 @@ OnFailureOpt = Annotated[str | None, typer.Option(
     "--on-failure", help="Likewise after exit 1, 2, 3 or 130 (env STREAMER_ON_FAILURE).")]
 AtOpt = Annotated[str | None, typer.Option("--at", help="The run's stamp (YYYYMMDDTHHMMSSZ); "
                                                         "default the newest committed one.")]
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(__version__)
-        raise typer.Exit()
-
-
-VersionOpt = Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                          help="Print streamer's version and exit.")]
 
 
 @app.callback()
