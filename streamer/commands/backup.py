@@ -194,7 +194,8 @@ async def _heal_after(request: BackupRequest, layout: Layout, clients: list[Obje
     targets = frozenset(r.index for r in result.committed)
     try:
         healed = await heal_clients(request.config, layout, clients, [request.series],
-                                    HealRequest(check_etags=False, targets=targets, limit=limit))
+                                    HealRequest(check_etags=False, targets=targets, limit=limit,
+                                                keep_listings=True))
     except StreamerError as e:
         result.warnings.append(f"heal: {e}")
         return None

@@ -66,6 +66,7 @@ class HealRequest:
     check_etags: bool = True  # a copy whose ETag is not its parts' is read in full
     targets: frozenset[int] | None = None  # heal only into these regions (None: all)
     limit: float = 0.0  # seconds for the whole heal (0: unbounded)
+    keep_listings: bool = False  # HealResult.listings (a backup's retention reuses them)
 
 
 @dataclass
@@ -175,7 +176,8 @@ async def list_series(clients: list[ObjectStore], layout: Layout, series: Series
 async def _heal_series(clients: list[ObjectStore], layout: Layout, series: Series,
                        request: HealRequest, opts: CopyOptions, result: HealResult) -> None:
     listings = await list_series(clients, layout, series, opts.stall_timeout, result.unreachable)
-    result.listings[series] = listings
+    if request.keep_listings:
+        result.listings[series] = listings
     runs = {i: {r.stamp: r for r in found} for i, found in listings.items()}
     by_index = {c.index: c for c in clients}
     for gap in find_gaps(listings):
