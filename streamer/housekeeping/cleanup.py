@@ -100,11 +100,15 @@ class Survey:
     prefix: str
     uploads: tuple[UploadInfo, ...]
     runs: tuple[RunListing, ...]
+    bucket: str | None = None  # CleanupPrefix.bucket: another bucket of the region
 
 
-async def survey_prefix(client: ObjectStore, prefix: str, with_runs: bool = True) -> Survey:
-    """List the unfinished uploads and (``with_runs``) the runs under ``prefix``,
-    both at once; a region without the bucket holds nothing."""
+async def survey_prefix(client: ObjectStore, prefix: str, with_runs: bool = True,
+                        bucket: str | None = None) -> Survey:
+    """List the unfinished uploads and (``with_runs``) the runs under ``prefix``
+    (in ``bucket`` of the region, default the client's own), both at once; a
+    region without the bucket holds nothing."""
+    client = client.sibling(bucket) if bucket else client
     uploads: list[UploadInfo] = []
     objects: list[ObjectInfo] = []
     failures: list[StoreFailure] = []
@@ -128,14 +132,15 @@ async def survey_prefix(client: ObjectStore, prefix: str, with_runs: bool = True
             tg.start_soon(list_runs)
     if failures:
         raise failures[0]
-    return Survey(prefix, tuple(uploads), tuple(group_runs(objects)))
+    return Survey(prefix, tuple(uploads), tuple(group_runs(objects)), bucket)
 
 
 async def survey_series(client: ObjectStore, prefixes: Sequence[CleanupPrefix],
                         delete_runs: bool = True) -> list[Survey]:
     """``survey_prefix`` for every prefix of a series (``Layout.cleanup_prefixes``);
     ``delete_runs`` False: the uploads only."""
-    return [await survey_prefix(client, p.prefix, p.with_runs and delete_runs) for p in prefixes]
+    return [await survey_prefix(client, p.prefix, p.with_runs and delete_runs, p.bucket)
+            for p in prefixes]
 
 
 async def clean_surveyed(client: ObjectStore, survey: Survey, now: datetime, horizon: timedelta,
@@ -170,7 +175,8 @@ async def cleanup_series(client: ObjectStore, prefixes: Sequence[CleanupPrefix],
         surveys = await survey_series(client, prefixes, delete_runs)
     aborted, runs, errors = 0, list[str](), list[str]()
     for survey in surveys:
-        r = await clean_surveyed(client, survey, now, horizon, holding_lock)
+        store = client.sibling(survey.bucket) if survey.bucket else client
+        r = await clean_surveyed(store, survey, now, horizon, holding_lock)
         aborted += r.aborted
         runs.extend(r.deleted_runs)
         errors.extend(r.errors)
