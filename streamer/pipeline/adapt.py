@@ -12,9 +12,10 @@ Two pieces, both pure:
   limit's (lag.py).  The fan-out tells the meter, whenever the producers'
   waiting or a region's outstanding parts change, which state the run is in:
   ``AHEAD`` (a producer waits for a free buffer, or the slowest live region
-  has a backlog of parts queued beyond what it has in flight), ``STARVED``
-  (every live region has a free request slot and nothing queued: it waits for
-  the producer), or neither.  The time until the next observation is credited
+  has a part queued beyond the ones it has in flight), ``STARVED`` (no live
+  region has anything to send: they all wait for the producer), or neither
+  (a free request slot is no sign of starving: one request can fill a slow
+  link).  The time until the next observation is credited
   to that state; ``take`` closes a window.
 * ``LevelController``: one window in, the next level out, with hysteresis:
   it lowers at once when the regions starved for a good part of the window
@@ -31,7 +32,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 WINDOW = 0.5  # seconds per decision
-BACKLOG_DEPTH = 2  # a backlog: parts outstanding at least this many times parts_in_flight
 LOWER_AT = 0.25  # share of a window starved that lowers the level
 LOWER_TWICE_AT = 0.75  # ... by two steps
 RAISE_AT = 0.75  # share of a window ahead that counts towards raising it
@@ -55,9 +55,9 @@ def pace_state(producers_waiting: int, outstanding: Iterable[int], parts_in_flig
     if not started:
         return None
     deepest = max(outstanding, default=0)
-    if producers_waiting > 0 or deepest >= BACKLOG_DEPTH * parts_in_flight:
+    if producers_waiting > 0 or deepest > parts_in_flight:
         return Pace.AHEAD
-    if deepest < parts_in_flight:
+    if deepest == 0:
         return Pace.STARVED
     return None
 
