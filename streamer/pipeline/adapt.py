@@ -12,10 +12,10 @@ Two pieces, both pure:
   limit's (lag.py).  The fan-out tells the meter, whenever the producers'
   waiting or a region's outstanding parts change, which state the run is in:
   ``AHEAD`` (a producer waits for a free buffer, or the slowest live region
-  has a part queued beyond the ones it has in flight), ``STARVED`` (no live
-  region has anything to send: they all wait for the producer), or neither
-  (a free request slot is no sign of starving: one request can fill a slow
-  link).  The time until the next observation is credited
+  has another part waiting beside the one it is sending), ``STARVED`` (no
+  live region has anything to send: they all wait for the producer), or
+  neither (one part each: the producer just keeps up).  Counted in parts, not
+  request slots: one request can fill a slow link.  The time until the next observation is credited
   to that state; ``take`` closes a window.
 * ``LevelController``: one window in, the next level out, with hysteresis:
   it lowers at once when the regions starved for a good part of the window
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 WINDOW = 0.5  # seconds per decision
+AHEAD_PARTS = 2  # parts outstanding in the slowest region that make the producer ahead
 LOWER_AT = 0.25  # share of a window starved that lowers the level
 LOWER_TWICE_AT = 0.75  # ... by two steps
 RAISE_AT = 0.75  # share of a window ahead that counts towards raising it
@@ -45,8 +46,7 @@ class Pace(Enum):
     STARVED = "starved"
 
 
-def pace_state(producers_waiting: int, outstanding: Iterable[int], parts_in_flight: int,
-               started: bool) -> Pace | None:
+def pace_state(producers_waiting: int, outstanding: Iterable[int], started: bool) -> Pace | None:
     """Who waits on whom right now.
 
     ``outstanding``: each live region's parts queued or in flight;
@@ -55,7 +55,7 @@ def pace_state(producers_waiting: int, outstanding: Iterable[int], parts_in_flig
     if not started:
         return None
     deepest = max(outstanding, default=0)
-    if producers_waiting > 0 or deepest > parts_in_flight:
+    if producers_waiting > 0 or deepest >= AHEAD_PARTS:
         return Pace.AHEAD
     if deepest == 0:
         return Pace.STARVED

@@ -174,7 +174,7 @@ class Fanout:
             self.producers_waiting, self.unqueued, (r.index for r in live if r.outstanding),
             len(live)))
         self.pace.observe(now, pace_state(self.producers_waiting, (r.outstanding for r in live),
-                                          self.config.parts_in_flight, self.queued_any))
+                                          self.queued_any))
 
     async def adapt_levels(self, controller: LevelController) -> None:
         """Turn the dial every window, as the controller decides (runs until cancelled)."""

@@ -19,14 +19,13 @@ BALANCED = Window(0.5)
 
 
 def test_pace_state_says_who_waits_on_whom() -> None:
-    assert pace_state(1, [0, 0, 0], 4, started=True) is Pace.AHEAD  # producer waits for a buffer
-    assert pace_state(0, [8, 2, 1], 4, started=True) is Pace.AHEAD  # the slowest has a backlog
-    assert pace_state(0, [5, 4, 4], 4, started=True) is Pace.AHEAD  # one part queued beyond its slots
-    assert pace_state(0, [0, 0, 0], 4, started=True) is Pace.STARVED  # nobody has anything to send
-    assert pace_state(0, [4, 4, 3], 4, started=True) is None  # busy, no backlog: balanced
-    assert pace_state(0, [1, 0, 0], 4, started=True) is None  # one request can fill a slow link
-    assert pace_state(0, [0, 0, 0], 4, started=False) is None  # no part yet: the source is starting
-    assert pace_state(0, [], 4, started=True) is Pace.STARVED
+    assert pace_state(1, [0, 0, 0], started=True) is Pace.AHEAD  # producer waits for a buffer
+    assert pace_state(0, [8, 2, 1], started=True) is Pace.AHEAD  # the slowest has a backlog
+    assert pace_state(0, [2, 1, 1], started=True) is Pace.AHEAD  # a part waits beside the one sent
+    assert pace_state(0, [0, 0, 0], started=True) is Pace.STARVED  # nobody has anything to send
+    assert pace_state(0, [1, 1, 0], started=True) is None  # one part each: just keeping up
+    assert pace_state(0, [0, 0, 0], started=False) is None  # no part yet: the source is starting
+    assert pace_state(0, [], started=True) is Pace.STARVED
 
 
 def test_meter_credits_each_stretch_to_its_state_and_windows_restart() -> None:
