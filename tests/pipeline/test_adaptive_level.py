@@ -12,7 +12,6 @@ import io
 import os
 import random
 import subprocess
-import threading
 from itertools import cycle
 from pathlib import Path
 
@@ -41,21 +40,16 @@ def text(rng: random.Random, size: int) -> bytes:
     return out.getvalue().encode()[:size]
 
 
-def _pipe(data: bytes) -> int:
-    r, w = os.pipe()
-
-    def writer() -> None:
-        with os.fdopen(w, "wb") as f:
-            f.write(data)
-
-    threading.Thread(target=writer, daemon=True).start()
-    return r
+def _source(path: Path, data: bytes) -> int:
+    """A file's descriptor as the source (the producer reads any fd: a pipe in a backup)."""
+    path.write_bytes(data)
+    return os.open(path, os.O_RDONLY)
 
 
-def test_a_new_level_starts_a_new_frame_and_the_frames_are_one_stream() -> None:
+def test_a_new_level_starts_a_new_frame_and_the_frames_are_one_stream(tmp_path: Path) -> None:
     data = text(random.Random(1), 12 * MiB)
     dial = LevelDial(3)
-    fd = _pipe(data)
+    fd = _source(tmp_path / "source", data)
     filler = ChunkFiller(fd, "zstd", 3, dial=dial)
     stored = bytearray()
     for level in cycle([9, 1, 5, 3]):
@@ -75,8 +69,8 @@ def test_a_new_level_starts_a_new_frame_and_the_frames_are_one_stream() -> None:
     assert stock.stdout == data
 
 
-def test_a_fixed_level_is_one_frame() -> None:
-    fd = _pipe(text(random.Random(2), MiB))
+def test_a_fixed_level_is_one_frame(tmp_path: Path) -> None:
+    fd = _source(tmp_path / "source", text(random.Random(2), MiB))
     filler = ChunkFiller(fd, "zstd", 7)
     while not filler.exhausted:
         filler.fill(PartBody(MiB))
