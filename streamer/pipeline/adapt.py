@@ -19,10 +19,12 @@ Two pieces, both pure:
   to that state; ``take`` closes a window.
 * ``LevelController``: one window in, the next level out, with hysteresis:
   it lowers at once when the regions starved for a good part of the window
-  (two steps when most of it), and then keeps below the level it left for
-  ``CEILING_WINDOWS``; it raises one step after ``RAISE_AFTER`` windows in a
-  row spent mostly ahead with no starving; after any change it lets one
-  window pass, so the change's effect is what it judges next.
+  (two steps when most of it), lets the next window pass (the change's
+  effect is what it judges after that), and keeps below the level it left
+  for ``CEILING_WINDOWS``; it raises one step per window once ``RAISE_AFTER``
+  windows in a row were spent mostly ahead with no starving.  Raising does
+  not wait for its effect: while the regions still have parts queued the
+  raise costs no upload time, and the first starving window undoes it.
 """
 
 from __future__ import annotations
@@ -129,17 +131,12 @@ class LevelController:
             lower = max(self.low, self.level - (2 if starved >= LOWER_TWICE_AT else 1))
             if lower < self.level:
                 self._ceiling, self._ceiling_left = self.level, CEILING_WINDOWS
-                self._change(lower)
+                self.level, self._settle = lower, 1
         elif ahead >= RAISE_AT and starved <= QUIET:
             self._streak += 1
             blocked = self._ceiling_left and self.level + 1 >= self._ceiling
             if self._streak >= RAISE_AFTER and self.level < self.high and not blocked:
-                self._streak = 0
-                self._change(self.level + 1)
+                self.level += 1
         else:
             self._streak = 0
         return self.level
-
-    def _change(self, level: int) -> None:
-        self.level = level
-        self._settle = 1

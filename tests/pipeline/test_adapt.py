@@ -39,12 +39,12 @@ def test_meter_credits_each_stretch_to_its_state_and_windows_restart() -> None:
     assert (window.seconds, window.ahead, window.starved) == (0.5, 0.0, 0.5)
 
 
-def test_ahead_raises_one_step_after_two_windows_then_settles() -> None:
+def test_ahead_raises_after_two_windows_then_one_step_per_window() -> None:
     c = LevelController(level=3, low=1, high=9)
     assert c.decide(AHEAD) == 3  # one window ahead is not yet a trend
-    assert c.decide(AHEAD) == 4
-    assert c.decide(AHEAD) == 4  # the change's effect is what the next window shows
-    assert [c.decide(AHEAD) for _ in range(4)] == [4, 5, 5, 5]
+    assert [c.decide(AHEAD) for _ in range(4)] == [4, 5, 6, 7]
+    assert c.decide(BALANCED) == 7  # the streak ends
+    assert [c.decide(AHEAD) for _ in range(2)] == [7, 8]
 
 
 def test_starving_lowers_at_once_and_by_two_when_severe() -> None:
@@ -62,13 +62,15 @@ def test_never_outside_the_bounds() -> None:
 
 
 def test_hysteresis_keeps_below_a_level_left_for_starving() -> None:
-    """Lowered from 5 because the regions starved, it does not climb back to 5
-    while the memory lasts, however ahead it is; afterwards it may try again."""
+    """Lowered from 5 because the regions starved, it lets one window pass,
+    and does not climb back to 5 while the memory lasts, however ahead it
+    is; afterwards it may try again."""
     c = LevelController(level=5, low=1, high=9)
     assert c.decide(HALF_STARVED) == 4
-    levels = [c.decide(AHEAD) for _ in range(CEILING_WINDOWS - 1)]
+    assert c.decide(STARVED) == 4  # settling: the lowering's effect is not in this window yet
+    levels = [c.decide(AHEAD) for _ in range(CEILING_WINDOWS - 2)]
     assert set(levels) == {4}
-    assert [c.decide(AHEAD) for _ in range(3)][-1] == 5
+    assert [c.decide(AHEAD) for _ in range(2)] == [5, 6]
 
 
 def test_mixed_or_quiet_windows_hold_the_level_and_break_a_streak() -> None:
