@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import random
 import subprocess
 from itertools import cycle
 from pathlib import Path
 
+import jsonschema
 import pytest
 from s3util import RegionsEnv, run_streamer
 from treeutil import manifests_of, snapshot
@@ -25,10 +27,12 @@ from streamer.model import Periodicity
 from streamer.pipeline.adapt import LevelController, Window
 from streamer.pipeline.chunker import ChunkFiller
 from streamer.pipeline.run import run_backup
+from streamer.report.summary import summarize
 from streamer.settings.config import parse_config
 from streamer.store.base import PartBody
 
 MiB = 1024 * 1024
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "summary.schema.json").read_text())
 WORDS = [f"{w}_{i}" for i, w in enumerate("post user theme plugin cache query render hook".split())]
 
 
@@ -109,7 +113,11 @@ async def test_a_multi_level_backup_restores_and_stock_zstd_reads_it(
     auto = art["compression_auto"]
     assert auto["frames"] >= 3 and auto["min"] < auto["max"], auto
     assert art["compression_level"] == auto["final"]
-    assert result.artifacts[0].levels is not None and result.artifacts[0].levels.frames == auto["frames"]
+    summary = json.loads(json.dumps(summarize(result, exit_code=0, duration=1.0)))
+    jsonschema.validate(summary, SCHEMA)
+    levels = summary["artifacts"]["webroot"]["compression_levels"]
+    assert levels == {"auto": True, "min": auto["min"], "max": auto["max"], "final": auto["final"],
+                      "frames": auto["frames"], "threads": 0}
 
     stored = regions.get(2, bucket, art["key"])
     listing = subprocess.run("zstd -d -c | tar -t", shell=True, input=stored, capture_output=True,
