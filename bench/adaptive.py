@@ -2,7 +2,7 @@
 """Adaptive compression, measured: ``STREAMER_COMPRESSION_LEVEL=auto`` against level 3.
 
     BENCH_SINK_PORT_BASE=... .venv/bin/python bench/adaptive.py [--quick] [--out PATH]
-        [--reps N] [--cap 2MiB] [--text-size 256MiB] [--tree-size 1GiB]
+        [--reps N] [--cap 2MiB] [--text-size 512MiB] [--tree-size 1GiB]
 
 Two scenarios, to three null-sink regions (bench/nullsink.py, started here if
 it is not running, and stopped again only then):
@@ -154,14 +154,14 @@ def goals(capped: dict[str, Any], uncapped: dict[str, Any]) -> list[dict[str, An
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--quick", action="store_true", help="smaller trees, 2 repetitions (else 3)")
+    ap.add_argument("--quick", action="store_true", help="smaller trees, 2 repetitions (else 5)")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--cap", default="2MiB", help="bytes/s of each capped region (default 2MiB)")
-    ap.add_argument("--text-size", help="the text-only tree (default 256MiB, quick 64MiB)")
+    ap.add_argument("--text-size", help="the text-only tree (default 512MiB, quick 64MiB)")
     ap.add_argument("--tree-size", help="the default tree (default 1GiB, quick 256MiB)")
     args = ap.parse_args()
-    reps = args.reps or (2 if args.quick else 3)
-    text_size = args.text_size or ("64MiB" if args.quick else "256MiB")
+    reps = args.reps or (2 if args.quick else 5)
+    text_size = args.text_size or ("64MiB" if args.quick else "512MiB")
     tree_size = args.tree_size or ("256MiB" if args.quick else "1GiB")
     cap = parse_size("--cap", args.cap)
     text_tree, default_tree = tree(text_size, 1.0), tree(tree_size, 0.15)
