@@ -53,11 +53,13 @@ Environment (flag > environment > config file > default):
   DB_HOST DB_PORT DB_USERNAME DB_PASSWORD DB_NAME   database connection
   STREAMER_MEMORY_BUDGET        default 256MiB
   STREAMER_COMPRESSION          zstd (default), gzip, none; STREAMER_COMPRESSION_LEVEL
+                                (auto: zstd's level follows the bottleneck; or a number)
   STREAMER_QUORUM     regions that must commit (N or all), default 1: commit wherever possible
   STREAMER_STALL_TIMEOUT        seconds without progress before a region is dropped (300)
   STREAMER_LAG_LIMIT  seconds the others may wait on one slow region alone before it is dropped (300; 0 off)
   STREAMER_CHECKSUM   md5 (default: Content-MD5), sha256 (signed payload), crc32
-  STREAMER_COMPRESSION_THREADS  zstd worker threads (0: in the producer thread)
+  STREAMER_COMPRESSION_THREADS  zstd worker threads (0: in the producer thread; auto:
+                                when more than 2 cores are free)
   STREAMER_PARTS_IN_FLIGHT, STREAMER_PART_RETRIES   per region (4, 5)
   STREAMER_REQUEST_TIMEOUT      seconds for a control request (30); a part: that plus
   STREAMER_MIN_PART_RATE        its size at this many bytes per second (128KiB)

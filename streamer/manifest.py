@@ -89,6 +89,9 @@ class ArtifactRecord:
     member: str | None = None
     head: tuple[int, str] | None = None
     bucket: str | None = None  # another bucket than the manifest's
+    # STREAMER_COMPRESSION_LEVEL=auto: the levels its zstd frames used
+    # ({"min", "max", "final", "frames"}); compression_level is then the final one.
+    compression_auto: Mapping[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -111,6 +114,8 @@ class ArtifactRecord:
             out["head"] = {"size": self.head[0], "sha256": self.head[1]}
         if self.bucket is not None:
             out["bucket"] = self.bucket
+        if self.compression_auto is not None:
+            out["compression_auto"] = dict(self.compression_auto)
         return out
 
 

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streamer.errors import ConfigError
+
+if TYPE_CHECKING:  # for annotations only: codec imports zstandard
+    from streamer.codec import Levels
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 STAMP_RE = re.compile(r"\d{8}T\d{6}Z")
@@ -101,6 +104,8 @@ class ArtifactResult:
     started: float = 0.0
     finished: float = 0.0
     uploads: dict[int, RegionUpload] = field(default_factory=dict)
+    levels: Levels | None = None  # the compression levels its frames used (codec.py)
+    compress_threads: int = 0  # zstd worker threads
 
 
 @dataclass

@@ -13,4 +13,5 @@ def layout_for(config: Config) -> Layout:
     """The configured layout: ``streamer`` (default) or ``adt`` (ADT's names)."""
     if config.layout == "adt":
         return AdtLayout(config)
-    return StreamerLayout(config.bucket, Codec(config.compression, config.compression_level))
+    return StreamerLayout(config.bucket, Codec(config.compression, config.compression_level,
+                                                config.compression_auto))

@@ -20,7 +20,15 @@ from collections.abc import Callable, Iterable
 
 from streamer.age.keys import Recipient
 from streamer.age.stream import EncryptingReader
-from streamer.codec import Compression, CountingSource, Reader, compressing_reader
+from streamer.codec import (
+    AdaptiveZstdReader,
+    Compression,
+    CountingSource,
+    LevelDial,
+    Levels,
+    Reader,
+    compressing_reader,
+)
 from streamer.settings.config import ChecksumMode
 from streamer.store.base import PartBody
 from streamer.tarframe import TarMember, trailer
@@ -144,13 +152,17 @@ class ChunkFiller:
     once per byte, and every region is sent the same ciphertext
     (docs/ARCHITECTURE.md, "Encryption").  With ``member`` the source is
     framed as that tar member (``FramedSource``); the tar header itself is put
-    in front of the first part by the producer."""
+    in front of the first part by the producer.  ``dial`` (zstd): the level
+    adapts, frame by frame (codec.AdaptiveZstdReader)."""
 
     def __init__(self, fd: int, kind: Compression, level: int, threads: int = 0,
-                 recipients: tuple[Recipient, ...] = (), member: TarMember | None = None) -> None:
+                 recipients: tuple[Recipient, ...] = (), member: TarMember | None = None,
+                 dial: LevelDial | None = None) -> None:
         self.source = CountingSource(fd)
         self.framed = FramedSource(self.source, member) if member is not None else None
-        self.reader: Reader = compressing_reader(self.framed or self.source, kind, level, threads)
+        self.compressor = compressing_reader(self.framed or self.source, kind, level, threads, dial)
+        self.reader: Reader = self.compressor
+        self._fixed = Levels(level, level, level, 1, False)
         if recipients:
             self.reader = EncryptingReader(self.reader, recipients)
         self.sha256 = hashlib.sha256()
@@ -160,6 +172,12 @@ class ChunkFiller:
     @property
     def source_bytes(self) -> int:
         return self.source.count
+
+    def levels(self) -> Levels:
+        """The levels the stream was compressed at, so far."""
+        if isinstance(self.compressor, AdaptiveZstdReader):
+            return self.compressor.levels()
+        return self._fixed
 
     def fill(self, body: PartBody, start: int = 0) -> int:
         """Fill ``body[start:]`` with the next stored bytes; returns how many.

@@ -118,14 +118,23 @@ def _manifest(config: Config, codec: Codec, result: BackupResult, artifacts: lis
         started=_iso(result.started), ended=_iso(result.ended), host=socket.gethostname(),
         version=__version__,
         artifacts=[ArtifactRecord(a.name, a.key, a.stored_bytes, a.sha256, codec.compression,
-                                  codec.level, a.max_part_size, a.parts,
-                                  a.source_bytes, recorded_parts(a), scheme,
-                                  a.member.name if a.member else None, a.head, a.bucket)
+                                  a.levels.final if a.levels else codec.level, a.max_part_size,
+                                  a.parts, a.source_bytes, recorded_parts(a), scheme,
+                                  a.member.name if a.member else None, a.head, a.bucket,
+                                  _auto_levels(a))
                    for a in artifacts],
         webroot={"files": artifacts[0].listed_members, "bytes": artifacts[0].source_bytes,
                  "excludes": list(excludes), "path": str(config.webroot)},
         database=database_meta, warnings=result.warnings)
     return seal_content(manifest, recipients) if recipients else manifest
+
+
+def _auto_levels(art: ArtifactRun) -> dict[str, int] | None:
+    """The manifest's record of an adaptive level: the levels the frames used."""
+    levels = art.levels
+    if levels is None or not levels.auto:
+        return None
+    return {"min": levels.low, "max": levels.high, "final": levels.final, "frames": levels.frames}
 
 
 def _iso(when: datetime) -> str:

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from streamer.codec import Codec
+from streamer.codec import Codec, LevelDial, Levels
 from streamer.manifest import PartDigests
 from streamer.model import ArtifactResult, Progress, ProgressRow, RegionUpload
+from streamer.pipeline.adapt import WINDOW, LevelController, PaceMeter, pace_state
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.buffers import BufferPool
 from streamer.pipeline.chunker import ChunkFiller, Part
@@ -91,6 +92,7 @@ class ArtifactRun:
     part_digests: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # size, algo, hex
     listed_members: int = 0
     compress_threads: int = 0  # zstd worker threads; 0: in the producer thread
+    reserve: int = 0  # budget bytes its compressor's working memory takes (codec.compressor_reserve)
     # Stored as the one member of a gzip'd tar (the ADT layout's database,
     # tarframe.py); its header is put in front of part 1 when the source ends.
     member: TarMember | None = None
@@ -100,6 +102,7 @@ class ArtifactRun:
     started: float = 0.0
     finished: float = 0.0
     retention: Retention | None = None  # Object Lock of its objects and the manifest's
+    levels: Levels | None = None  # the compression levels its frames used
 
     def result(self) -> ArtifactResult:
         """What this artifact did, as the reports see it."""
@@ -107,7 +110,8 @@ class ArtifactRun:
             self.name, self.key, self.exit_code, self.warning, self.source_bytes,
             self.stored_bytes, self.sha256, self.parts, self.max_part_size, self.listed_members,
             self.started, self.finished,
-            {i: RegionUpload(len(s.etags), s.retries) for i, s in self.states.items()})
+            {i: RegionUpload(len(s.etags), s.retries) for i, s in self.states.items()},
+            self.levels, self.compress_threads)
 
 
 class Fanout:
@@ -117,7 +121,8 @@ class Fanout:
                  max_part: int, on_below_quorum: Callable[[], None],
                  codec: Codec | None = None) -> None:
         self.config = config
-        self.codec = codec or Codec(config.compression, config.compression_level)
+        self.codec = codec or Codec(config.compression, config.compression_level,
+                                    config.compression_auto)
         self.regions = regions
         self.budget = budget
         self.max_part = max_part
@@ -132,6 +137,12 @@ class Fanout:
         self.lag = LagMeter(config.lag_limit)
         self.producers_waiting = 0
         self.unqueued = 0
+        # The adaptive level (pipeline/adapt.py): whom the producer and the
+        # regions wait on, and the dial every zstd stream's next frame follows.
+        self.pace = PaceMeter()
+        self.queued_any = False  # a part has been queued: the regions could be starved
+        auto = self.codec.auto and self.codec.compression == "zstd"
+        self.dial = LevelDial(self.codec.level) if auto else None
 
     @property
     def live(self) -> list[RegionRun]:
@@ -158,10 +169,20 @@ class Fanout:
     def lag_changed(self) -> None:
         """Tell the lag meter whom the producer now waits on alone (call after
         any change of a region's outstanding parts or of the producers' waiting)."""
-        live = self.live
-        self.lag.observe(time.monotonic(), alone_region(
+        live, now = self.live, time.monotonic()
+        self.lag.observe(now, alone_region(
             self.producers_waiting, self.unqueued, (r.index for r in live if r.outstanding),
             len(live)))
+        self.pace.observe(now, pace_state(self.producers_waiting, (r.outstanding for r in live),
+                                          self.queued_any))
+
+    async def adapt_levels(self, controller: LevelController) -> None:
+        """Turn the dial every window, as the controller decides (runs until cancelled)."""
+        assert self.dial is not None
+        self.pace.take(time.monotonic())
+        while True:
+            await anyio.sleep(WINDOW)
+            self.dial.level = controller.decide(self.pace.take(time.monotonic()))
 
     async def take_buffer(self, size: int) -> PartBody:
         """A buffer for the next part from the pool, waiting for the budget (the

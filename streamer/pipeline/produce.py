@@ -26,7 +26,6 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from streamer import tarframe
-from streamer.codec import compressor_reserve
 from streamer.errors import SourceError
 from streamer.pipeline.chunker import PRODUCER, ChunkFiller, Part
 from streamer.pipeline.sizing import MAX_PARTS, part_size
@@ -49,7 +48,7 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
     _grow_pipe(child.proc.stdout.fileno())
     filler = ChunkFiller(child.proc.stdout.fileno(), fanout.codec.compression,
                          fanout.codec.level, art.compress_threads,
-                         fanout.config.encryption.recipients, art.member)
+                         fanout.config.encryption.recipients, art.member, fanout.dial)
     art.filler = filler
     child.start_tail()
     counter = [0]
@@ -60,7 +59,7 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
         counted.set()
     idle = threading.Event()  # set while no fill is running in a worker thread
     idle.set()
-    reserve = compressor_reserve(fanout.codec.compression, art.compress_threads)
+    reserve = art.reserve  # the compressor's working memory (pipeline/run._compressors)
     try:
         await fanout.budget.acquire(reserve)  # the compressor's working memory
         await _cut_parts(fanout, art, filler, senders, idle)
@@ -78,6 +77,7 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
     art.source_bytes = filler.source_bytes
     art.stored_bytes = filler.stored_bytes
     art.sha256 = filler.sha256.hexdigest()
+    art.levels = filler.levels()
     art.listed_members = counter[0]
     _judge_exit(art, child, code)
 
@@ -197,6 +197,7 @@ async def _seal_and_queue(fanout: Fanout, art: ArtifactRun, part: Part, senders:
                 part.release(region.index)  # the worker is gone: it is being dropped
     finally:
         fanout.unqueued -= 1
+        fanout.queued_any = True
         fanout.lag_changed()
         part.release(PRODUCER)
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from streamer.errors import (
 from streamer.layout.base import Layout, Placement
 from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Periodicity, Progress, RegionResult, Series
+from streamer.pipeline.adapt import LevelController
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.commit import BeforeCommit, abort_all, commit
 from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun, progress, ready_regions
@@ -166,10 +168,7 @@ async def _stream_all(config: Config, run_codec: codec.Codec, regions: list[Regi
     """Stream every artifact to every live region, in one task group; returns
     the fan-out and why the run failed (None: every stream ended).  On
     cancellation (SIGINT/SIGTERM) or a bug every upload is aborted first."""
-    parts_budget = config.memory_budget
-    if run_codec.compression == "zstd" and config.compression_threads:
-        artifacts[0].compress_threads = config.compression_threads  # the webroot only
-        parts_budget -= codec.compressor_reserve(run_codec.compression, config.compression_threads)
+    parts_budget, high = _compressors(config, run_codec, artifacts)
     run_scope = anyio.CancelScope()
     fanout = Fanout(config, regions, ByteBudget(config.memory_budget),
                     max_part_size(parts_budget, len(artifacts)), run_scope.cancel, run_codec)
@@ -179,6 +178,9 @@ async def _stream_all(config: Config, run_codec: codec.Codec, regions: list[Regi
             with run_scope:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(fanout.watch_stalls)
+                    if fanout.dial is not None:
+                        tg.start_soon(fanout.adapt_levels, LevelController(
+                            run_codec.level, codec.AUTO_LOW, high))
                     if observer is not None:
                         tg.start_soon(_watch, observer, lambda: progress(fanout, artifacts))
                     async with anyio.create_task_group() as streams:
@@ -196,6 +198,30 @@ async def _stream_all(config: Config, run_codec: codec.Codec, regions: list[Regi
         failure = "too few regions left: " + "; ".join(
             r.failure or "" for r in regions if not r.alive)
     return fanout, failure
+
+
+def _compressors(config: Config, run_codec: codec.Codec,
+                 artifacts: list[ArtifactRun]) -> tuple[int, int]:
+    """Each artifact's zstd threads and the budget its compressor reserves;
+    returns the budget left for parts and the adaptive level's ceiling.
+
+    Worker threads go to the webroot only: ``STREAMER_COMPRESSION_THREADS``,
+    or with ``auto`` (None) as many as the free cores allow (codec.auto_threads:
+    this host's usable CPUs less its load).  The adaptive ceiling's contexts
+    beyond level 3's (which is in the baseline) are reserved."""
+    if run_codec.compression != "zstd":
+        return config.memory_budget, run_codec.level
+    threads = config.compression_threads
+    if threads is None:
+        threads = codec.auto_threads(len(os.sched_getaffinity(0)), os.getloadavg()[0],
+                                     config.memory_budget)
+    artifacts[0].compress_threads = threads
+    high = codec.auto_high(config.memory_budget, threads) if run_codec.auto else 0
+    parts_budget = config.memory_budget
+    for art in artifacts:
+        art.reserve = codec.compressor_reserve("zstd", art.compress_threads, high)
+        parts_budget -= art.reserve
+    return parts_budget, high or run_codec.level
 
 
 async def _commit_or_fail(config: Config, result: BackupResult, artifacts: list[ArtifactRun],

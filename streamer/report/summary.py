@@ -204,6 +204,8 @@ def _artifacts(result: BackupResult, secrets: tuple[str, ...]
             "duration_seconds": None if seconds is None else round(seconds, 3),
             "throughput_mb_per_s": _rate(art.source_bytes, seconds),
             "warning": _scrub(art.warning, secrets),
+            "compression_levels": None if art.levels is None else {
+                **art.levels.to_json(), "threads": art.compress_threads},
         }
     return artifacts, spans
 

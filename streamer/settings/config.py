@@ -22,6 +22,7 @@ from streamer.codec import Compression
 from streamer.errors import ConfigError
 from streamer.model import Periodicity
 from streamer.settings.assets import AssetsConfig, parse_assets
+from streamer.settings.compression import parse_compression, parse_memory
 from streamer.settings.encryption import Encryption, parse_encryption
 from streamer.settings.limits import Priority, parse_nice, parse_rates, slots
 from streamer.settings.security import LockMode, parse_ca_bundles, parse_object_lock, parse_prune
@@ -33,7 +34,6 @@ from streamer.settings.values import (
     parse_duration,
     parse_float,
     parse_int,
-    parse_size,
     per_region,
     split_endpoints,
 )
@@ -115,10 +115,14 @@ class Config:
     # memory_budget // (2 * streams) -- see pipeline/sizing.py.
     memory_budget: int = 256 * MiB
     compression: Compression = "zstd"
+    # zstd: the level adapts to the bottleneck from compression_level on
+    # (STREAMER_COMPRESSION_LEVEL=auto, the default; pipeline/adapt.py).
     compression_level: int = 3
+    compression_auto: bool = True
     # zstd worker threads for the webroot; 0 compresses in the producer thread
-    # (fastest on two cores).  >0 reserves 32 MiB of the budget (codec.py).
-    compression_threads: int = 0
+    # (fastest on two cores); None (auto): threads when more than 2 cores are
+    # free (codec.auto_threads).  >0 reserves 32 MiB of the budget (codec.py).
+    compression_threads: int | None = None
     # Regions that must commit for the run to count (exit 3 below all of them).
     # 1 (default): commit wherever possible; the next run or `heal` completes
     # the others.  0 ("all"): a run that misses any region commits nowhere.
@@ -199,7 +203,10 @@ class Config:
             },
             "memory_budget": self.memory_budget,
             "compression": self.compression,
-            "compression_level": self.compression_level,
+            "compression_level": "auto" if self.compression_auto and self.compression == "zstd"
+            else self.compression_level,
+            "compression_threads": ("auto" if self.compression_threads is None
+                                    else self.compression_threads),
             "quorum": self.effective_quorum,
             "keep": {p.value: n for p, n in self.keep.items()},
             "stall_timeout": self.stall_timeout,
@@ -303,33 +310,6 @@ def _parse_bucket(s: Mapping[str, str]) -> str:
     return bucket
 
 
-def _parse_compression(s: Mapping[str, str]) -> tuple[Compression, int]:
-    """The compression and its level (default: zstd 3, gzip 6)."""
-    compression = parse_choice("STREAMER_COMPRESSION", s.get("STREAMER_COMPRESSION", "zstd"),
-                               ("zstd", "gzip", "none"))
-    default_level = {"zstd": 3, "gzip": 6, "none": 0}[compression]
-    level = parse_int("STREAMER_COMPRESSION_LEVEL",
-                      s.get("STREAMER_COMPRESSION_LEVEL", str(default_level)))
-    if compression == "zstd" and not 1 <= level <= 19:
-        raise ConfigError(f"STREAMER_COMPRESSION_LEVEL={level} is out of range", "zstd takes 1-19")
-    if compression == "gzip" and not 1 <= level <= 9:
-        raise ConfigError(f"STREAMER_COMPRESSION_LEVEL={level} is out of range", "gzip takes 1-9")
-    return compression, level  # type: ignore[return-value]
-
-
-def _parse_memory(s: Mapping[str, str]) -> tuple[int, int]:
-    """The memory budget in bytes, and the zstd worker threads it can afford."""
-    budget = parse_size("STREAMER_MEMORY_BUDGET", s.get("STREAMER_MEMORY_BUDGET", "256MiB"))
-    if budget < 32 * MiB:
-        raise ConfigError(f"STREAMER_MEMORY_BUDGET={budget} bytes is below the 32MiB minimum",
-                          "two streams need at least two 8MiB parts each")
-    threads = parse_int("STREAMER_COMPRESSION_THREADS", s.get("STREAMER_COMPRESSION_THREADS", "0"))
-    if threads and budget < 96 * MiB:
-        raise ConfigError("STREAMER_COMPRESSION_THREADS needs STREAMER_MEMORY_BUDGET of 96MiB or more",
-                          "zstd workers reserve 32MiB of the budget")
-    return budget, threads
-
-
 def _parse_keep(s: Mapping[str, str]) -> dict[Periodicity, int]:
     keep = dict(DEFAULT_KEEP)
     for p in Periodicity:
@@ -349,8 +329,8 @@ def parse_config(s: Mapping[str, str]) -> Config:
     if quorum > n:
         raise ConfigError(f"STREAMER_QUORUM={quorum} exceeds the {n} configured regions",
                           f"set it between 1 and {n}")
-    compression, level = _parse_compression(s)
-    budget, threads = _parse_memory(s)
+    compression, level, auto = parse_compression(s)
+    budget, threads = parse_memory(s)
     keep = _parse_keep(s)
     excludes = parse_excludes([s.get("EXCLUDE_FROM_BACKUP", ""), s.get("DIRECTORIES_TO_MOUNT", "")])
     layout = parse_choice("STREAMER_LAYOUT", s.get("STREAMER_LAYOUT", "streamer"), ("streamer", "adt"))
@@ -372,6 +352,7 @@ def parse_config(s: Mapping[str, str]) -> Config:
         memory_budget=budget,
         compression=compression,
         compression_level=level,
+        compression_auto=auto,
         compression_threads=threads,
         quorum=quorum,
         keep=keep,
