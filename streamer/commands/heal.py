@@ -51,6 +51,7 @@ from streamer.pipeline.budget import ByteBudget, check_budget_fits
 from streamer.pipeline.copy import CopyOptions, bounded, copy_run, read_run
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore
+from streamer.store.negotiate import negotiate_all
 from streamer.store.s3 import open_stores, run_policy
 
 # An ETag as S3 computes it (an MD5, or MD5-of-MD5s and the part count): only
@@ -121,6 +122,8 @@ async def heal(config: Config, request: HealRequest) -> HealResult:
     check_budget_fits(config.memory_budget)
     p, b = request.periodicity, request.build
     async with open_stores(config, bucket=layout.bucket(p)) as clients:
+        if config.checksum == "auto":
+            await negotiate_all(clients)  # each target's part checksum (store/negotiate.py)
         series = [Series(b, p)] if p is not None and b is not None else \
             await layout.find_series(clients, p, b)
         return await heal_clients(config, layout, clients, series, request)
