@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 import nullsink  # noqa: E402
+from gentle import _random_tree as random_tree  # noqa: E402
 
 MiB = 1024 * 1024
 GB = 1e9
@@ -153,15 +154,6 @@ def as_streamer(report: Path, args: list[str]) -> None:
                                       "wall": time.monotonic() - started}))
 
 
-def _tree(root: Path, size: int) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    left, i = size, 0
-    while left > 0:
-        n = min(16 * MiB, left)
-        (root / f"media-{i}.bin").write_bytes(os.urandom(n))
-        left, i = left - n, i + 1
-
-
 def _seed_cache(cache: Path) -> None:
     """The null sink's endpoints as if each verified the CRCs (see the module doc)."""
     path = cache / "streamer" / "integrity.json"
@@ -221,7 +213,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="streamer-integrity-") as tmp:
             work = Path(tmp)
-            _tree(work / "www", size)
+            random_tree(work / "www", size)
             _seed_cache(work / "cache")
             runs: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
             run_mode("md5", work / "www", work, -1)  # warm-up (page cache, sink), not counted

@@ -90,10 +90,9 @@ async def backup(request: BackupRequest) -> BackupOutcome:
         # upload and retention share its connections (each call says how
         # quickly it gives up on a dead region: LOCK_POLICY, CATALOG_READS).
         async with open_stores(config, bucket=bucket) as all_clients:
-            regions = await preflight_regions(all_clients, config.stall_timeout,
-                                              bool(config.object_lock_days),
-                                              tuple(layout.extra_buckets(series.periodicity)),
-                                              config.checksum == "auto")
+            regions = await preflight_regions(
+                all_clients, config.stall_timeout, bool(config.object_lock_days),
+                tuple(layout.extra_buckets(series.periodicity)), config.checksum == "auto")
             require_quorum(regions, config.effective_quorum)
             clients = _drop(regions, {}, config.effective_quorum)
             lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,
