@@ -7,9 +7,9 @@ Two tables, one run:
 
 * **The libraries**: CPU-seconds per GB (this thread's CPU time, 16 MiB
   buffers) of every candidate for a part digest: hashlib's MD5 and SHA-256,
-  zlib's CRC32, awscrt's CRC32, CRC32C and CRC64/NVME, and the ``crc32c`` and
-  ``google-crc32c`` packages where they are installed (they are not
-  streamer's dependencies; bench/README.md has their figures).
+  zlib's CRC32, the ``crc32c`` package's CRC32C (streamer's), and awscrt's
+  CRC32, CRC32C and CRC64/NVME and ``google-crc32c`` where they are installed
+  (they are not streamer's dependencies; bench/README.md has their figures).
 * **streamer**: a backup of an incompressible webroot (``STREAMER_COMPRESSION
   =none``, so the stream is as large as the tree) to the three null-sink
   regions (bench/nullsink.py, started here if it is not running), with
@@ -21,8 +21,8 @@ Two tables, one run:
   the wall time (the process's figures include the interpreter's start-up,
   about 1 CPU-s, which dominates a --quick run).  The null sink verifies no checksum, so ``auto`` would fall
   back to Content-MD5 there: its negotiation cache is seeded as if each region
-  verified CRC64/NVME and CRC32C, as SeaweedFS does (tests/store/test_negotiate.py
-  proves that SeaweedFS does, and that auto then sends CRC64/NVME).
+  verified CRC32C, as SeaweedFS does (tests/store/test_negotiate.py proves
+  that SeaweedFS does, and that auto then sends CRC32C).
 
 Goal (issue 12): per-byte integrity work <= 0.3 CPU-s/GB, under ``auto``.
 """
@@ -60,19 +60,18 @@ MODES = ("auto", "md5", "sha256")
 def _libraries() -> dict[str, Callable[[bytearray], object]]:
     import hashlib
 
-    from awscrt import checksums as crt  # type: ignore[import-untyped]
+    import crc32c  # type: ignore[import-not-found,unused-ignore]
 
     out: dict[str, Callable[[bytearray], object]] = {
         "hashlib md5": lambda b: hashlib.md5(b).digest(),
         "hashlib sha256": lambda b: hashlib.sha256(b).digest(),
         "zlib crc32": zlib.crc32,
-        "awscrt crc32": crt.crc32,
-        "awscrt crc32c": crt.crc32c,
-        "awscrt crc64nvme": crt.crc64nvme,
+        "crc32c crc32c (streamer's)": crc32c.crc32c,
     }
     try:
-        import crc32c  # type: ignore[import-not-found]
-        out["crc32c crc32c"] = crc32c.crc32c
+        from awscrt import checksums as crt  # type: ignore[import-not-found,unused-ignore]
+        out.update({"awscrt crc32": crt.crc32, "awscrt crc32c": crt.crc32c,
+                    "awscrt crc64nvme": crt.crc64nvme})
     except ImportError:
         pass
     try:
@@ -159,7 +158,7 @@ def _seed_cache(cache: Path) -> None:
     path = cache / "streamer" / "integrity.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).isoformat()
-    path.write_text(json.dumps({e: {"verified": ["crc32c", "crc64nvme"], "probed": now}
+    path.write_text(json.dumps({e: {"verified": ["crc32c"], "probed": now}
                                 for e in nullsink.endpoints()}))
 
 

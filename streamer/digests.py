@@ -2,12 +2,11 @@
 
 One place computes a part's digests (``part_digests``), whoever asks: the
 sealing thread of a backup (pipeline/chunker.Part.seal), heal's copy
-(pipeline/copy), restore's and verify's part checks (readback/parts).  The
-CRCs come from awscrt (the AWS Common Runtime, which botocore itself uses for
-them): hardware-accelerated (SSE4.2 / PCLMULQDQ), and it releases the GIL.
-Measured on the development machine, in CPU-seconds per GB (bench/integrity.py):
-CRC64/NVME 0.095, CRC32C 0.15, zlib's CRC32 0.28, SHA-256 0.66, MD5 1.55
-(docs/ARCHITECTURE.md, "Integrity").
+(pipeline/copy), restore's and verify's part checks (readback/parts).  CRC32C
+comes from the ``crc32c`` package: hardware-accelerated (SSE4.2), and it
+releases the GIL.  Measured on the development machine, in CPU-seconds per GB
+(bench/integrity.py): CRC32C 0.075, zlib's CRC32 0.28, SHA-256 0.64, MD5 1.5
+(docs/ARCHITECTURE.md, "Integrity", says why not awscrt's CRC64/NVME).
 
 A manifest of ``STREAMER_CHECKSUM=auto`` has no whole-stream hash: its end to
 end check is ``composite``, the SHA-256 of the list of part sizes and digests,
@@ -21,30 +20,28 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from awscrt import checksums as crt  # type: ignore[import-untyped]
+import crc32c as _crc32c  # type: ignore[import-not-found,unused-ignore]
 
 Chunk = bytes | bytearray | memoryview
 
-CRCS = ("crc64nvme", "crc32c")  # cheapest first (measured: bench/integrity.py)
+CRCS = ("crc32c",)  # the CRCs a part may carry, cheapest first (bench/integrity.py)
 MANIFEST_CRC = CRCS[0]  # what an auto-mode manifest records per part
-HEX_WIDTH = {"md5": 32, "sha256": 64, "crc64nvme": 16, "crc32c": 8}
+HEX_WIDTH = {"md5": 32, "sha256": 64, "crc32c": 8}
 PART_ALGORITHMS = tuple(HEX_WIDTH)  # algorithms a manifest's per-part digests may use
 
 
 class CrcHash:
-    """A CRC with hashlib's ``update``/``digest``/``hexdigest`` (awscrt underneath)."""
+    """CRC32C with hashlib's ``update``/``digest``/``hexdigest``."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._fn = crt.crc64nvme if name == "crc64nvme" else crt.crc32c
-        self._width = 8 if name == "crc64nvme" else 4
         self._value = 0
 
     def update(self, data: Chunk) -> None:
-        self._value = self._fn(data, self._value)
+        self._value = _crc32c.crc32c(data, self._value)
 
     def digest(self) -> bytes:
-        return self._value.to_bytes(self._width, "big")
+        return self._value.to_bytes(4, "big")
 
     def hexdigest(self) -> str:
         return self.digest().hex()

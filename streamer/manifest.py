@@ -35,7 +35,7 @@ class PartDigests:
     (docs/ARCHITECTURE.md, "Restore").  Manifests before these were recorded
     have none; they still restore, checked only end to end."""
 
-    algorithm: str  # "md5" | "sha256" | "crc64nvme" | "crc32c" (STREAMER_CHECKSUM=auto)
+    algorithm: str  # "md5" | "sha256" | "crc32c" (STREAMER_CHECKSUM=auto)
     sizes: tuple[int, ...]
     digests: tuple[str, ...]  # hex
 

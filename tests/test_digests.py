@@ -19,35 +19,32 @@ from streamer.store.base import PartBody
 
 def test_the_crcs_are_the_ones_s3_specifies() -> None:
     # The standard check values, and the probe's table-driven CRCs on random bytes.
-    assert digests.hexdigest("crc64nvme", [b"123456789"]) == "ae8b14860a799888"
     assert digests.hexdigest("crc32c", [b"1234", bytearray(b"56789")]) == "e3069283"
     data = os.urandom(4099)
-    assert digests.hexdigest("crc64nvme", [data]) == f"{integrity.crc64nvme(data):016x}"
     assert digests.hexdigest("crc32c", [memoryview(data)]) == f"{integrity.crc32c(data):08x}"
     assert digests.hexdigest("md5", [data[:7], data[7:]]) == hashlib.md5(data).hexdigest()
 
 
 def test_part_digests_computes_each_algorithm_once() -> None:
     data = os.urandom(1000)
-    got = digests.part_digests(data, ["crc64nvme", "md5", "crc64nvme"])
-    assert set(got) == {"crc64nvme", "md5"}
+    got = digests.part_digests(data, ["crc32c", "md5", "crc32c"])
+    assert set(got) == {"crc32c", "md5"}
     assert digests.b64(got["md5"]) == integrity.checksum("md5", data)
-    assert digests.b64(got["crc64nvme"]) == integrity.checksum("crc64nvme", data)
+    assert digests.b64(got["crc32c"]) == integrity.checksum("crc32c", data)
 
 
 def test_a_sealed_part_carries_the_crcs_and_md5_its_regions_need() -> None:
     data = os.urandom(5000)
     part = Part(1, PartBody(data), [1, 2], lambda *_: None)
-    part.seal("auto", {"crc32c", "md5"})
+    part.seal("auto", {"md5"})
     body = part.body_for(PRODUCER)
-    assert part.digest == ("crc64nvme", digests.hexdigest("crc64nvme", [data]))
-    assert body.crcs == {"crc64nvme": integrity.checksum("crc64nvme", data),
-                         "crc32c": integrity.checksum("crc32c", data)}
+    assert part.digest == ("crc32c", digests.hexdigest("crc32c", [data]))
+    assert body.crcs == {"crc32c": integrity.checksum("crc32c", data)}
     assert body.header_for("md5") == {"md5": integrity.checksum("md5", data)}
     assert body.header_for("crc32c") == {"crc32c": integrity.checksum("crc32c", data)}
     assert body.sha256_hex == ""
     only = Part(2, PartBody(data), [1], lambda *_: None)
-    only.seal("auto", {"crc64nvme"})
+    only.seal("auto", {"crc32c"})
     assert only.body_for(PRODUCER).header_for("md5") == {}  # never computed
 
 
@@ -56,20 +53,20 @@ def test_the_parts_hash_checks_every_part_whatever_the_chunking() -> None:
     sizes = [4096, 0, 4096, 1808]
     recorded, offset = [], 0
     for size in sizes:
-        recorded.append(digests.hexdigest("crc64nvme", [data[offset:offset + size]]))
+        recorded.append(digests.hexdigest("crc32c", [data[offset:offset + size]]))
         offset += size
-    expected = digests.composite("crc64nvme", sizes, recorded)
+    expected = digests.composite("crc32c", sizes, recorded)
     for step in (1, 999, 4096, 10_000):
-        h = digests.PartsHash("crc64nvme", sizes)
+        h = digests.PartsHash("crc32c", sizes)
         for at in range(0, len(data), step):
             h.update(data[at:at + step])
         assert h.hexdigest() == expected
     flipped = bytearray(data)
     flipped[5000] ^= 1
-    h = digests.PartsHash("crc64nvme", sizes)
+    h = digests.PartsHash("crc32c", sizes)
     h.update(flipped)
     assert h.hexdigest() != expected
-    short, long = digests.PartsHash("crc64nvme", sizes), digests.PartsHash("crc64nvme", sizes)
+    short, long = digests.PartsHash("crc32c", sizes), digests.PartsHash("crc32c", sizes)
     short.update(data[:-1])
     long.update(data + b"x")
     assert short.hexdigest().startswith("incomplete") and long.hexdigest().startswith("incomplete")
@@ -84,8 +81,8 @@ def _manifest(record: ArtifactRecord) -> bytes:
 def test_an_auto_manifest_records_the_composite_and_is_checked_by_it() -> None:
     data = os.urandom(3000)
     sizes = (1000, 2000)
-    parts = PartDigests("crc64nvme", sizes, tuple(
-        digests.hexdigest("crc64nvme", [c]) for c in (data[:1000], data[1000:])))
+    parts = PartDigests("crc32c", sizes, tuple(
+        digests.hexdigest("crc32c", [c]) for c in (data[:1000], data[1000:])))
     raw = _manifest(ArtifactRecord("webroot", "k", 3000, "", "zstd", 3, 2000, 2, 9000, parts))
     art = json.loads(raw)["artifacts"]["webroot"]
     assert "sha256" not in art and art["parts_sha256"] == parts.composite()
@@ -96,7 +93,7 @@ def test_an_auto_manifest_records_the_composite_and_is_checked_by_it() -> None:
     assert whole.hexdigest() == stored.sha256
     # A part digest changed without its composite: the manifest is refused.
     doc = json.loads(raw)
-    doc["artifacts"]["webroot"]["parts"]["digests"][0] = "0" * 16
+    doc["artifacts"]["webroot"]["parts"]["digests"][0] = "0" * 8
     with pytest.raises(IntegrityError, match="parts_sha256 does not match"):
         parse_manifest(json.dumps(doc).encode(), "region 1")
     # No end-to-end value at all: refused too.

@@ -87,7 +87,7 @@ class Part:
         """Compute the part's digests once (in a worker thread, by the producer):
         the ones its requests carry (the CRC or Content-MD5 of each region's
         ``part_checksum``, given as ``needed``; SigV4's SHA-256), and the one
-        the manifest records for it (auto: CRC64/NVME; MD5 in crc32 mode)."""
+        the manifest records for it (auto: CRC32C; MD5 in crc32 mode)."""
         body = self.body_for(PRODUCER)
         if checksum == "auto":
             got = digests.part_digests(body, (digests.MANIFEST_CRC, *needed))

@@ -88,7 +88,7 @@ def _content_type(art: StoredArtifact) -> str:
 def _prepare(body: PartBody, span: Span, checksum: ChecksumMode, where: str, key: str,
              needed: str = "") -> None:
     """Check a part against its recorded digest and give it the digest its
-    upload carries (worker thread: hashlib and awscrt release the GIL):
+    upload carries (worker thread: hashlib and crc32c release the GIL):
     ``needed``, the target's ``part_checksum`` (STREAMER_CHECKSUM=auto), is
     computed only if it is not the recorded one."""
     known: dict[str, bytes] = {}

@@ -54,7 +54,7 @@ def slots_for(plan: Sequence[PartSpan], in_flight: int) -> int:
 
 def digest_of(algorithm: str, chunks: Sequence[Chunk]) -> str:
     """The hex digest of a part's bytes, by any of ``digests.PART_ALGORITHMS``
-    (called in a worker thread: hashlib and awscrt release the GIL)."""
+    (called in a worker thread: hashlib and crc32c release the GIL)."""
     return digests.hexdigest(algorithm, chunks)
 
 

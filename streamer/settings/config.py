@@ -128,7 +128,7 @@ class Config:
     layout: Layout = "streamer"
     # How each part's integrity is proven to the server, computed once per part
     # and shared by every region and retry.  "auto" (default): per region, the
-    # cheapest checksum it verifies (CRC64/NVME, CRC32C), found by a probe
+    # cheapest checksum it verifies (CRC32C), found by a probe
     # cached per endpoint (store/negotiate.py), else Content-MD5.  "md5":
     # Content-MD5 everywhere.  "sha256": the signed x-amz-content-sha256 of
     # SigV4.  "crc32": botocore's flexible checksum headers.

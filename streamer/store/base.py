@@ -114,8 +114,8 @@ class ObjectStore(Protocol):
     @property
     def request_timeout(self) -> float: ...
 
-    # The digest a part request carries: "md5" (Content-MD5), "crc64nvme" or
-    # "crc32c" (x-amz-checksum-*), "" none of these (sha256 and crc32 modes);
+    # The digest a part request carries: "md5" (Content-MD5), "crc32c"
+    # (x-amz-checksum-crc32c), "" none of these (sha256 and crc32 modes);
     # under STREAMER_CHECKSUM=auto, what the region verifies (store/negotiate.py).
     part_checksum: str
 

@@ -4,7 +4,7 @@ Per region, once: ``probe_checksums`` (store/integrity.py) sends UploadPart
 with each CRC's right and then a deliberately wrong value into an upload it
 aborts (no object is written, so Object Lock has nothing to keep).  A CRC the
 server rejects when wrong is *verified*; the region's parts then carry the
-cheapest such (``digests.CRCS``: CRC64/NVME, then CRC32C), else Content-MD5.
+cheapest such (``digests.CRCS``: CRC32C), else Content-MD5.
 
 The answer is cached per endpoint URL for ``CACHE_TTL`` in
 ``$XDG_CACHE_HOME/streamer/integrity.json`` (``~/.cache/streamer`` without

@@ -10,7 +10,7 @@ streamer asks botocore for checksums only "when_required" and proves each
 part's integrity itself (``Config.checksum``), with a digest the chunk
 producer computed once and every region and retry reuses:
 
-* ``auto`` (default): per region, ``x-amz-checksum-crc64nvme`` or ``-crc32c``
+* ``auto`` (default): per region, ``x-amz-checksum-crc32c``
   where the region was found to verify it (store/negotiate.py), else
   ``Content-MD5`` (``S3Store.part_checksum``); an unsigned payload.
 * ``md5``: ``Content-MD5`` per part, which AWS and SeaweedFS

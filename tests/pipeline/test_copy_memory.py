@@ -184,15 +184,15 @@ class HeaderRecordingStore(MemoryStore):
 
 
 async def _store_auto_run(store: MemoryStore, data: bytes, part: int) -> bytes:
-    """A run as STREAMER_CHECKSUM=auto leaves it: CRC64/NVME parts, parts_sha256, no sha256."""
+    """A run as STREAMER_CHECKSUM=auto leaves it: CRC32C parts, parts_sha256, no sha256."""
     store.bucket_exists = True
     upload = await store.create_multipart(KEY, "application/x-tar")
     chunks = [data[i:i + part] for i in range(0, len(data), part)]
     etags = [await store.upload_part(KEY, upload, n, PartBody(c)) for n, c in enumerate(chunks, 1)]
     await store.complete_multipart(KEY, upload, [{"PartNumber": n, "ETag": e}
                                                  for n, e in enumerate(etags, 1)])
-    parts = PartDigests("crc64nvme", tuple(len(c) for c in chunks),
-                        tuple(digests.hexdigest("crc64nvme", [c]) for c in chunks))
+    parts = PartDigests("crc32c", tuple(len(c) for c in chunks),
+                        tuple(digests.hexdigest("crc32c", [c]) for c in chunks))
     record = ArtifactRecord("webroot", KEY, len(data), "", "none", 0, part, len(chunks),
                             len(data), parts)
     body = encode(build_manifest(build="site", periodicity="hourly", stamp=STAMP, started="s",
@@ -202,7 +202,7 @@ async def _store_auto_run(store: MemoryStore, data: bytes, part: int) -> bytes:
     return body
 
 
-@pytest.mark.parametrize("target_checksum", ["crc64nvme", "crc32c", "md5"])
+@pytest.mark.parametrize("target_checksum", ["crc32c", "md5"])
 async def test_an_auto_manifest_is_copied_with_the_targets_own_checksum(target_checksum: str) -> None:
     source = MemoryStore(index=1, policy=NO_WAIT)
     target = HeaderRecordingStore(index=2, policy=NO_WAIT, part_checksum=target_checksum)
@@ -224,6 +224,6 @@ async def test_an_auto_manifest_is_copied_with_the_targets_own_checksum(target_c
     body = await _store_auto_run(bad, data, MiB)
     fresh = HeaderRecordingStore(index=4, policy=NO_WAIT, part_checksum=target_checksum)
     fresh.headers, fresh.bucket_exists = [], True
-    with anyio.fail_after(30), pytest.raises(IntegrityError, match="does not match the manifest's crc64nvme"):
+    with anyio.fail_after(30), pytest.raises(IntegrityError, match="does not match the manifest's crc32c"):
         await copy_run(bad, fresh, parse_manifest(body, "t"), MKEY, body, opts)
     assert KEY not in fresh.objects and not fresh.uploads

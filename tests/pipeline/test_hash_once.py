@@ -15,8 +15,8 @@ from typing import Any
 import botocore.auth
 import botocore.httpchecksum
 import botocore.utils
+import crc32c  # type: ignore[import-not-found,unused-ignore]
 import pytest
-from awscrt import checksums as crt  # type: ignore[import-untyped]
 from s3util import RegionsEnv
 
 import streamer.digests
@@ -55,7 +55,7 @@ class Counting:
 
 
 class CountingCrc:
-    """A stand-in for an awscrt CRC function that counts the bytes it is fed."""
+    """A stand-in for a CRC function that counts the bytes it is fed."""
 
     def __init__(self, real: Any, name: str, counts: dict[str, int]) -> None:
         self.real, self.name, self.counts = real, name, counts
@@ -88,9 +88,8 @@ async def test_every_part_is_hashed_once_whatever_the_region_count(
                                   "sha256": staticmethod(Counting(hashlib.sha256, "sha256", counts))})
     monkeypatch.setattr(streamer.pipeline.chunker, "hashlib", fake_hashlib)
     monkeypatch.setattr(streamer.digests, "hashlib", fake_hashlib)
-    monkeypatch.setattr(streamer.digests, "crt", type("C", (), {
-        "crc64nvme": staticmethod(CountingCrc(crt.crc64nvme, "crc64nvme", counts)),
-        "crc32c": staticmethod(CountingCrc(crt.crc32c, "crc32c", counts))}))
+    monkeypatch.setattr(streamer.digests, "_crc32c", type("C", (), {
+        "crc32c": staticmethod(CountingCrc(crc32c.crc32c, "crc32c", counts))}))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the probe runs
     monkeypatch.setattr(botocore.auth, "sha256", Counting(hashlib.sha256, "botocore-sha256", counts))
     monkeypatch.setattr(botocore.httpchecksum, "sha256",
@@ -112,9 +111,9 @@ async def test_every_part_is_hashed_once_whatever_the_region_count(
         assert counts.get("md5") == stored
         assert counts.get("sha256") == stored
     else:
-        # SeaweedFS verifies CRC64/NVME: one CRC64 per part, shared by 3 regions,
+        # SeaweedFS verifies CRC32C: one CRC32C per part, shared by 3 regions,
         # and no other pass over the bytes (docs/SECURITY.md, "Integrity").
-        assert (counts.get("crc64nvme"), counts.get("crc32c")) == (stored, None)
+        assert counts.get("crc32c") == stored
         assert counts.get("md5") is None
         assert counts.get("sha256", 0) < 1000  # the manifest's parts_sha256, over the digests
     # botocore hashes no part body, in any region: no SigV4 payload hash, no checksums.

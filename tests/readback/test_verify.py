@@ -30,7 +30,7 @@ def test_verify_passes_untouched_and_names_the_corrupt_region(
     assert run.code == 1, run.stdout + run.stderr
     bad = [ln for ln in run.stdout.splitlines() if "BAD" in ln]
     assert len(bad) == 1 and bad[0].startswith("region 2 (") and key in bad[0]
-    assert "part 1 at byte 0" in bad[0] and "CRC64NVME" in bad[0]  # the first bad part, named
+    assert "part 1 at byte 0" in bad[0] and "CRC32C" in bad[0]  # the first bad part, named
     assert len(run.stderr.strip().splitlines()) == 1
     assert "verify failed: region 2" in run.stderr and key in run.stderr
 

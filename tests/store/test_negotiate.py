@@ -3,7 +3,7 @@ probed once and cached per endpoint; a part whose bytes changed after it was
 sealed is refused by every region that verifies its chosen checksum, and
 where none is verified (moto) the manifest's CRC catches it on the way back.
 
-SeaweedFS 4.48 verifies CRC64/NVME and CRC32C (and rejects a wrong one with
+SeaweedFS 4.48 verifies CRC32C (and rejects a wrong one with
 BadDigest); moto server 5.2.5 verifies neither, nor Content-MD5 (started by
 the ``moto_endpoint`` fixture, tests/conftest.py)."""
 
@@ -62,7 +62,7 @@ async def test_each_region_gets_the_cheapest_checksum_it_verifies_and_it_is_cach
     if moto:
         assert (answer.verified, answer.choice) == (frozenset(), "md5")
     else:
-        assert (answer.verified, answer.choice) == (frozenset({"crc64nvme", "crc32c"}), "crc64nvme")
+        assert (answer.verified, answer.choice) == (frozenset({"crc32c"}), "crc32c")
     assert server.part_checksum == answer.choice
     # The probe leaves nothing behind: its upload is aborted, no object written.
     assert await server.list_uploads("streamer-probe/") == []
@@ -84,12 +84,12 @@ def test_cache_entries_expire_and_future_stamps_are_ignored(tmp_path: Path) -> N
     now = datetime(2026, 12, 3, tzinfo=UTC)
 
     def store(probed: datetime) -> None:
-        path.write_text(json.dumps({"http://x": {"verified": ["crc64nvme"],
+        path.write_text(json.dumps({"http://x": {"verified": ["crc32c"],
                                                  "probed": probed.isoformat()}}))
 
     store(now - CACHE_TTL + timedelta(minutes=1))
     cached = read_cached(path, "http://x", now)
-    assert cached is not None and cached.choice == "crc64nvme"
+    assert cached is not None and cached.choice == "crc32c"
     assert read_cached(path, "http://y", now) is None
     store(now - CACHE_TTL - timedelta(minutes=1))
     assert read_cached(path, "http://x", now) is None
@@ -112,7 +112,7 @@ async def test_a_flipped_byte_is_refused_with_the_chosen_checksum_or_caught_on_t
     part = Part(1, PartBody(data), [server.index], lambda *_: None)
     part.seal("auto", {server.part_checksum})
     body = part.body_for(PRODUCER)
-    assert part.digest[0] == "crc64nvme"
+    assert part.digest[0] == "crc32c"
     body[4321] ^= 0x01
     key = f"flip/{uuid.uuid4().hex}"
     upload_id = await server.create_multipart(key, "application/octet-stream")
@@ -131,10 +131,10 @@ async def test_a_flipped_byte_is_refused_with_the_chosen_checksum_or_caught_on_t
         await server.complete_multipart(key, upload_id, [{"PartNumber": 1, "ETag": etag}])
         upload_id = ""
         stored = await server.get_range(key, 0, len(data) - 1)
-        # ... and the manifest's CRC64/NVME part digest refuses it on the way back.
-        parts = PartDigests("crc64nvme", (len(data),), (part.digest[1],))
+        # ... and the manifest's CRC32C part digest refuses it on the way back.
+        parts = PartDigests("crc32c", (len(data),), (part.digest[1],))
         with pytest.raises(IntegrityError, match="part 1 at byte 0"):
-            check_part(plan_parts(parts, 8 * MiB)[0], "crc64nvme", [stored], server.label, key)
+            check_part(plan_parts(parts, 8 * MiB)[0], "crc32c", [stored], server.label, key)
     finally:
         if upload_id:
             await server.abort_multipart(key, upload_id)
