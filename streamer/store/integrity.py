@@ -22,6 +22,8 @@ import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import anyio
+
 from streamer.errors import StoreFailure
 from streamer.store.base import CHECKSUM_ALGORITHMS, ObjectStore, PartBody
 
@@ -146,8 +148,9 @@ async def probe_checksums(store: ObjectStore, prefix: str = "streamer-probe/",
                 wrong = await _accepted(send, {algorithm: wrong_checksum(algorithm, PROBE_BODY)})
                 verdicts[operation, algorithm] = (Verdict.REFUSED if not right else
                                                   Verdict.IGNORED if wrong else Verdict.VERIFIED)
-    finally:
-        await store.abort_multipart(key, upload_id)
-        if "PutObject" in operations:
-            await store.delete_object(key)
+    finally:  # also when cancelled (SIGTERM mid-probe): nothing is left behind
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2 * store.request_timeout):
+            await store.abort_multipart(key, upload_id)
+            if "PutObject" in operations:
+                await store.delete_object(key)
     return Capabilities(verdicts)
