@@ -5,7 +5,7 @@ sealing thread of a backup (pipeline/chunker.Part.seal), heal's copy
 (pipeline/copy), restore's and verify's part checks (readback/parts).  CRC32C
 comes from the ``crc32c`` package: hardware-accelerated (SSE4.2), and it
 releases the GIL.  Measured on the development machine, in CPU-seconds per GB
-(bench/integrity.py): CRC32C 0.075, zlib's CRC32 0.28, SHA-256 0.64, MD5 1.5
+(bench/integrity.py): CRC32C 0.06, zlib's CRC32 0.28, SHA-256 0.65, MD5 1.5
 (docs/ARCHITECTURE.md, "Integrity", says why not awscrt's CRC64/NVME).
 
 A manifest of ``STREAMER_CHECKSUM=auto`` has no whole-stream hash: its end to
