@@ -51,18 +51,21 @@ def _config(budget: str = "32MiB") -> Config:
                          "STREAMER_STALL_TIMEOUT": "30"})
 
 
-async def _store_run(store: MemoryStore, data: bytes, part: int, with_digests: bool = True) -> bytes:
-    """A committed run as a backup leaves it: multipart object, then its manifest."""
+async def _store_run(store: MemoryStore, data: bytes, part: int, with_digests: bool = True,
+                     auto: bool = False) -> bytes:
+    """A committed run as a backup leaves it: multipart object, then its manifest
+    (``auto``: as STREAMER_CHECKSUM=auto does, CRC32C parts and no stream SHA-256)."""
     store.bucket_exists = True
     upload = await store.create_multipart(KEY, "application/x-tar")
     chunks = [data[i:i + part] for i in range(0, len(data), part)]
     etags = [await store.upload_part(KEY, upload, n, PartBody(c)) for n, c in enumerate(chunks, 1)]
     await store.complete_multipart(KEY, upload, [{"PartNumber": n, "ETag": e}
                                                  for n, e in enumerate(etags, 1)])
-    digests = PartDigests("md5", tuple(len(c) for c in chunks),
-                          tuple(hashlib.md5(c).hexdigest() for c in chunks)) if with_digests else None
-    record = ArtifactRecord("webroot", KEY, len(data), hashlib.sha256(data).hexdigest(), "none", 0,
-                            part, len(chunks), len(data), digests)
+    algorithm = "crc32c" if auto else "md5"
+    parts = PartDigests(algorithm, tuple(len(c) for c in chunks),
+                        tuple(digests.hexdigest(algorithm, [c]) for c in chunks)) if with_digests else None
+    record = ArtifactRecord("webroot", KEY, len(data), "" if auto else hashlib.sha256(data).hexdigest(),
+                            "none", 0, part, len(chunks), len(data), parts)
     body = encode(build_manifest(build="site", periodicity="hourly", stamp=STAMP, started="s",
                                  ended="e", host="h", version="v", artifacts=[record], webroot={},
                                  database=None, warnings=[]))
@@ -183,25 +186,6 @@ class HeaderRecordingStore(MemoryStore):
         return await super().upload_part(key, upload_id, number, body, checksums)
 
 
-async def _store_auto_run(store: MemoryStore, data: bytes, part: int) -> bytes:
-    """A run as STREAMER_CHECKSUM=auto leaves it: CRC32C parts, parts_sha256, no sha256."""
-    store.bucket_exists = True
-    upload = await store.create_multipart(KEY, "application/x-tar")
-    chunks = [data[i:i + part] for i in range(0, len(data), part)]
-    etags = [await store.upload_part(KEY, upload, n, PartBody(c)) for n, c in enumerate(chunks, 1)]
-    await store.complete_multipart(KEY, upload, [{"PartNumber": n, "ETag": e}
-                                                 for n, e in enumerate(etags, 1)])
-    parts = PartDigests("crc32c", tuple(len(c) for c in chunks),
-                        tuple(digests.hexdigest("crc32c", [c]) for c in chunks))
-    record = ArtifactRecord("webroot", KEY, len(data), "", "none", 0, part, len(chunks),
-                            len(data), parts)
-    body = encode(build_manifest(build="site", periodicity="hourly", stamp=STAMP, started="s",
-                                 ended="e", host="h", version="v", artifacts=[record], webroot={},
-                                 database=None, warnings=[]))
-    await store.put_object(MKEY, body)
-    return body
-
-
 @pytest.mark.parametrize("target_checksum", ["crc32c", "md5"])
 async def test_an_auto_manifest_is_copied_with_the_targets_own_checksum(target_checksum: str) -> None:
     source = MemoryStore(index=1, policy=NO_WAIT)
@@ -209,7 +193,7 @@ async def test_an_auto_manifest_is_copied_with_the_targets_own_checksum(target_c
     target.headers = []
     target.bucket_exists = True
     data = os.urandom(3 * MiB + 777)
-    body = await _store_auto_run(source, data, MiB)
+    body = await _store_run(source, data, MiB, auto=True)
     manifest = parse_manifest(body, "test")
     assert manifest.artifacts["webroot"].composite
     opts = CopyOptions(ByteBudget(8 * MiB), 4, 30.0, "auto", NO_WAIT)
@@ -221,7 +205,7 @@ async def test_an_auto_manifest_is_copied_with_the_targets_own_checksum(target_c
         digests.b64(digests.part_digests(c, [target_checksum])[target_checksum]) for c in chunks)
 
     bad = CorruptingStore(index=3, policy=NO_WAIT)
-    body = await _store_auto_run(bad, data, MiB)
+    body = await _store_run(bad, data, MiB, auto=True)
     fresh = HeaderRecordingStore(index=4, policy=NO_WAIT, part_checksum=target_checksum)
     fresh.headers, fresh.bucket_exists = [], True
     with anyio.fail_after(30), pytest.raises(IntegrityError, match="does not match the manifest's crc32c"):

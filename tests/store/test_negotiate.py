@@ -39,9 +39,7 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[S3Store]:
     """Each SeaweedFS region and a moto server, in a fresh bucket, under auto."""
     if request.param.startswith("seaweedfs"):
         regions: RegionsEnv = request.getfixturevalue("regions")
-        n = int(request.param[-1])
-        region = Region(n, regions.endpoints[n - 1], Secret(regions.env["S3_ACCESS_KEY"]),
-                        Secret(regions.env["S3_SECRET_KEY"]))
+        region = regions.region(int(request.param[-1]))
         name = request.getfixturevalue("bucket")
     else:
         region = Region(1, request.getfixturevalue("moto_endpoint"), Secret("testing"),
