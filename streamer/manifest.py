@@ -12,6 +12,7 @@ names, row counts, excludes, the webroot's path, the warnings) is moved into
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ from typing import Any
 from streamer.age import SCHEME
 from streamer.age.keys import Identity, Recipient
 from streamer.age.stream import seal, unseal
+from streamer.digests import CRCS, HEX_WIDTH, PART_ALGORITHMS, Hash, PartsHash, composite
 
 FORMAT_VERSION = 1
 CONTENT_KEYS = ("webroot", "database", "warnings")  # sealed in an encrypted run's manifest
-PART_DIGESTS = ("md5", "sha256")  # algorithms a manifest's per-part digests may use
+PART_DIGESTS = PART_ALGORITHMS  # algorithms a manifest's per-part digests may use
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,17 @@ class PartDigests:
     (docs/ARCHITECTURE.md, "Restore").  Manifests before these were recorded
     have none; they still restore, checked only end to end."""
 
-    algorithm: str  # "md5" | "sha256"
+    algorithm: str  # "md5" | "sha256" | "crc32c" (STREAMER_CHECKSUM=auto)
     sizes: tuple[int, ...]
     digests: tuple[str, ...]  # hex
 
     def to_json(self) -> dict[str, Any]:
         return {"algorithm": self.algorithm, "sizes": list(self.sizes),
                 "digests": list(self.digests)}
+
+    def composite(self) -> str:
+        """The SHA-256 over every part's size and digest (digests.composite)."""
+        return composite(self.algorithm, self.sizes, self.digests)
 
     def spans(self) -> list[tuple[int, int, str]]:
         """(offset, size, hex digest) of every part, in order."""
@@ -60,7 +66,7 @@ def parse_part_digests(value: Any, stored_size: int) -> PartDigests | None:
         raise ValueError(f"unknown part digest {algorithm!r}")
     sizes = tuple(int(n) for n in value["sizes"])
     digests = tuple(str(d) for d in value["digests"])
-    width = 32 if algorithm == "md5" else 64
+    width = HEX_WIDTH[algorithm]
     if len(sizes) != len(digests) or any(n < 0 for n in sizes) or sum(sizes) != stored_size:
         raise ValueError("part sizes do not add up to the stored size")
     if any(len(d) != width or d.strip("0123456789abcdef") for d in digests):
@@ -94,10 +100,15 @@ class ArtifactRecord:
     compression_auto: Mapping[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """With ``sha256`` empty (STREAMER_CHECKSUM=auto), the end-to-end value
+        is ``parts_sha256``, the composite of the CRC part digests."""
+        if not self.sha256 and (self.parts is None or self.parts.algorithm not in CRCS):
+            raise ValueError(f"{self.name}: neither a SHA-256 nor CRC part digests to record")
         out: dict[str, Any] = {
             "key": self.key,
             "stored_size": self.stored_size,
-            "sha256": self.sha256,
+            **({"sha256": self.sha256} if self.sha256 else
+               {"parts_sha256": self.parts.composite() if self.parts else ""}),
             "compression": self.compression,
             "compression_level": self.compression_level,
             "part_size": self.part_size,
@@ -117,6 +128,32 @@ class ArtifactRecord:
         if self.compression_auto is not None:
             out["compression_auto"] = dict(self.compression_auto)
         return out
+
+
+def end_to_end(parts: PartDigests | None, composite: bool) -> Hash:
+    """The hash a reader feeds every stored byte to, in order, and compares with
+    the manifest's end-to-end value: the stream's SHA-256, or (``composite``:
+    an auto-mode manifest's ``parts_sha256``) the composite of the part digests
+    taken as the bytes pass (docs/SECURITY.md, "Integrity")."""
+    if composite and parts is not None:
+        return PartsHash(parts.algorithm, parts.sizes)
+    return hashlib.sha256()
+
+
+def end_to_end_value(artifact: Mapping[str, Any], parts: PartDigests | None) -> tuple[str, bool]:
+    """A manifest artifact's end-to-end value and whether it is a composite;
+    ValueError if it has none or it disagrees with its part digests."""
+    if "sha256" in artifact:
+        value, is_composite = str(artifact["sha256"]), False
+    elif parts is not None and parts.algorithm in CRCS:
+        value, is_composite = str(artifact["parts_sha256"]), True
+        if value != parts.composite():
+            raise ValueError("parts_sha256 does not match the part digests")
+    else:
+        raise ValueError("no sha256")
+    if len(value) != 64 or value.strip("0123456789abcdef"):
+        raise ValueError("bad sha256")
+    return value, is_composite
 
 
 def build_manifest(*, build: str, periodicity: str, stamp: str, started: str, ended: str,

@@ -97,7 +97,8 @@ def result_lines(result: BackupResult) -> list[Line]:
         secs = max(art.finished - art.started, 1e-9)
         rate = art.source_bytes / secs / 1e6
         out.append(Line(f"{art.name}: {_mb(art.source_bytes)} read, {_mb(art.stored_bytes)} stored "
-                        f"in {art.parts} parts, {rate:.1f} MB/s, sha256 {art.sha256[:16]}"))
+                        f"in {art.parts} parts, {rate:.1f} MB/s"
+                        + (f", sha256 {art.sha256[:16]}" if art.sha256 else "")))
     for r in result.regions:
         out.append(Line(f"region {r.index} ({r.endpoint}): {r.status}"
                         + (f": {r.error}" if r.error else "")))

@@ -104,6 +104,7 @@ def streamer_env(regions: RegionsEnv, bucket: str, tmp_path: Path) -> dict[str, 
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
     env["TMPDIR"] = str(tmp)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # the checksum negotiation's (store/negotiate.py)
     return env
 
 

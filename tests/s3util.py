@@ -49,6 +49,12 @@ class RegionsEnv:
     def get(self, index: int, bucket: str, key: str) -> bytes:
         return bytes(self.client(index).get_object(Bucket=bucket, Key=key)["Body"].read())
 
+    def region(self, index: int) -> Any:
+        """Region ``index`` (1-based) as streamer's settings describe it."""
+        from streamer.settings.config import Region, Secret
+        return Region(index, self.endpoints[index - 1], Secret(self.env["S3_ACCESS_KEY"]),
+                      Secret(self.env["S3_SECRET_KEY"]))
+
     def uploads(self, index: int, bucket: str) -> list[str]:
         c = self.client(index)
         try:

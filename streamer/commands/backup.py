@@ -137,7 +137,8 @@ async def _locked_run(request: BackupRequest, layout: Layout, all_clients: list[
     quorum = config.effective_quorum
     regions = await preflight_regions(all_clients, config.stall_timeout,
                                       bool(config.object_lock_days),
-                                      tuple(layout.extra_buckets(series.periodicity)))
+                                      tuple(layout.extra_buckets(series.periodicity)),
+                                      config.checksum == "auto")
     require_quorum(regions, quorum)
     clients = _drop(regions, {}, quorum)
     lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,

@@ -5,7 +5,9 @@ exit 2.  Nothing is uploaded; with ``create_buckets`` a missing bucket is
 created, as the first backup would (with Object Lock enabled when
 STREAMER_OBJECT_LOCK_DAYS is set).  Every region's bucket reports whether it
 has Object Lock; with STREAMER_OBJECT_LOCK_DAYS set, one without it is a
-problem (docs/SECURITY.md).
+problem (docs/SECURITY.md).  Under STREAMER_CHECKSUM=auto each region's part
+checksum is negotiated (store/negotiate.py: the cached answer, or a probe of a
+few parts into an upload it aborts) and shown with what the region verifies.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from streamer.db import prepare_dump
 from streamer.errors import EXIT_OK, EXIT_USAGE, PreflightError, StoreFailure
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore
+from streamer.store.negotiate import negotiate
 from streamer.store.s3 import open_stores
 
 MAX_SKEW = 300.0  # seconds; SigV4 rejects requests beyond 15 minutes
@@ -37,7 +40,7 @@ _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenie
 
 
 async def probe_region(client: ObjectStore, create_buckets: bool,
-                       lock_days: int = 0) -> list[Finding]:
+                       lock_days: int = 0, checksum: str = "md5") -> list[Finding]:
     who = client.label
     out: list[Finding] = []
     try:
@@ -76,6 +79,11 @@ async def probe_region(client: ObjectStore, create_buckets: bool,
                            "or run `streamer config check --create-buckets`)"))
         return out
     out.append(await probe_object_lock(client, lock_days))
+    if checksum == "auto":
+        answer = await negotiate(client)
+        out.append(Finding(who, "checksum", answer.probed is not None, answer.describe()))
+    else:
+        out.append(Finding(who, "checksum", True, f"{checksum} (STREAMER_CHECKSUM)"))
     return out
 
 
@@ -118,7 +126,8 @@ async def run_checks(config: Config, clients: list[ObjectStore],
     results: dict[int, list[Finding]] = {}
 
     async def one(i: int, client: ObjectStore) -> None:
-        results[i] = await probe_region(client, create_buckets, config.object_lock_days)
+        results[i] = await probe_region(client, create_buckets, config.object_lock_days,
+                                        config.checksum)
 
     async def db() -> None:
         results[len(clients)] = await probe_database(config)

@@ -18,7 +18,6 @@ same bytes twice, or abort its upload (cleanup), never mix two versions.
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass, field
 
@@ -42,6 +41,7 @@ from streamer.housekeeping.heal_plan import (
     plan_copies,
     reference_manifest,
     size_problem,
+    suspect_etags,
 )
 from streamer.layout.base import Layout
 from streamer.layout.catalog import CATALOG_READS, RunListing, StoredManifest, parse_manifest
@@ -51,11 +51,11 @@ from streamer.pipeline.budget import ByteBudget, check_budget_fits
 from streamer.pipeline.copy import CopyOptions, bounded, copy_run, read_run
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore
+from streamer.store.negotiate import negotiate_all
 from streamer.store.s3 import open_stores, run_policy
 
 # An ETag as S3 computes it (an MD5, or MD5-of-MD5s and the part count): only
 # then can it be compared with the one the recorded part MD5s give.
-S3_ETAG = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class HealRequest:
     periodicity: Periodicity | None = None
     build: str | None = None
     verify: bool = False  # read every copy in full: every part digest and SHA-256
-    check_etags: bool = True  # a copy whose ETag is not its parts' is read in full
+    check_etags: bool = True  # a copy whose ETag is not its parts' (or the others') is read in full
     targets: frozenset[int] | None = None  # heal only into these regions (None: all)
     limit: float = 0.0  # seconds for the whole heal (0: unbounded)
     keep_listings: bool = False  # HealResult.listings (a backup's retention reuses them)
@@ -134,6 +134,8 @@ async def heal(config: Config, request: HealRequest) -> HealResult:
     check_budget_fits(config.memory_budget)
     p, b = request.periodicity, request.build
     async with open_stores(config, bucket=layout.bucket(p)) as clients:
+        if config.checksum == "auto":
+            await negotiate_all(clients)  # each target's part checksum (store/negotiate.py)
         series = [Series(b, p)] if p is not None and b is not None else \
             await layout.find_series(clients, p, b)
         return await heal_clients(config, layout, clients, series, request)
@@ -218,22 +220,34 @@ async def _read_manifest(client: ObjectStore, run: RunListing, limit: float, fou
         found.damaged[client.index] = problem
 
 
-async def _deep_check(client: ObjectStore, manifest: StoredManifest, request: HealRequest,
-                      opts: CopyOptions, found: _Copies) -> None:
-    """``--verify``: read the copy in full.  Otherwise read it only if an
-    artifact's ETag is not the one its recorded MD5 parts give (S3's rule)."""
+async def _etags(client: ObjectStore, manifest: StoredManifest, opts: CopyOptions,
+                 found: _Copies, out: dict[int, dict[str, str]]) -> None:
+    """Every artifact's ETag in this region (HEAD)."""
     try:
-        if not request.verify:
-            suspect = False
-            for art in manifest.artifacts.values():
-                if art.parts is None or art.parts.algorithm != "md5":
-                    continue
-                head = await bounded(client, "HeadObject", opts.stall_timeout,
-                                     client.head_object(manifest.key_of(art)))
-                etag = head[1].strip('"') if head else ""
-                suspect |= bool(S3_ETAG.fullmatch(etag)) and etag != multipart_etag(art.parts.digests)
-            if not suspect:
-                return
+        for art in manifest.artifacts.values():
+            head = await bounded(client, "HeadObject", opts.stall_timeout,
+                                 client.head_object(manifest.key_of(art)))
+            out.setdefault(client.index, {})[art.name] = head[1].strip('"') if head else ""
+    except StoreFailure:
+        found.unknown.add(client.index)
+
+
+async def _suspects(clients: dict[int, ObjectStore], holders: dict[int, StoredManifest],
+                    opts: CopyOptions, found: _Copies) -> set[int]:
+    """The copies to read in full: those whose ETags betray other bytes
+    (heal_plan.suspect_etags), against their MD5 parts where recorded."""
+    etags: dict[int, dict[str, str]] = {}
+    async with anyio.create_task_group() as tg:
+        for i, m in holders.items():
+            tg.start_soon(_etags, clients[i], m, opts, found, etags)
+    expected = {a.name: multipart_etag(a.parts.digests) for m in holders.values()
+                for a in m.artifacts.values() if a.parts is not None and a.parts.algorithm == "md5"}
+    return suspect_etags(etags, expected) - found.unknown
+
+
+async def _read_in_full(client: ObjectStore, manifest: StoredManifest, opts: CopyOptions,
+                        found: _Copies) -> None:
+    try:
         await read_run(client, manifest, opts)
     except IntegrityError as e:
         found.damaged[client.index] = e.message.removeprefix(client.label + ": ")
@@ -254,11 +268,12 @@ async def _heal_run(clients: dict[int, ObjectStore], gap: Gap, runs: dict[int, d
         for i, (m, _) in found.manifests.items():
             if m.fingerprint() != agreed:
                 found.damaged[i] = f"manifest disagrees with region {reference}'s"
-    if request.verify or request.check_etags:
+    if request.verify or request.check_etags:  # --verify: every copy read in full
+        holders = {i: m for i, (m, _) in found.manifests.items() if i not in found.damaged}
+        suspects = set(holders) if request.verify else await _suspects(clients, holders, opts, found)
         async with anyio.create_task_group() as tg:
-            for i, (m, _) in found.manifests.items():
-                if i not in found.damaged:
-                    tg.start_soon(_deep_check, clients[i], m, request, opts, found)
+            for i in sorted(suspects):
+                tg.start_soon(_read_in_full, clients[i], holders[i], opts, found)
     known = Gap(gap.run, tuple(i for i in gap.holders if i not in found.unknown), gap.lacking)
     size = 0 if reference is None else sum(
         a.stored_size for a in found.manifests[reference][0].artifacts.values())

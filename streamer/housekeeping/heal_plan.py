@@ -15,6 +15,7 @@ Every function here is pure; housekeeping/heal.py does the I/O around them.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -89,11 +90,34 @@ def size_problem(run: RunListing, manifest: StoredManifest) -> str | None:
     return None
 
 
+S3_ETAG = re.compile(r"[0-9a-f]{32}(-[0-9]+)?")  # an MD5, or S3's multipart ETag
+
+
 def multipart_etag(md5_hex: Iterable[str]) -> str:
     """The ETag S3 gives an object completed from parts with these MD5s:
     the MD5 of the parts' MD5s, then ``-`` and the part count (pure)."""
     digests = [bytes.fromhex(d) for d in md5_hex]
     return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+
+def suspect_etags(etags: Mapping[int, Mapping[str, str]], expected: Mapping[str, str]) -> set[int]:
+    """The regions whose copy's ETag says it holds other bytes (pure): per
+    artifact, an ETag other than ``expected`` (the one recorded MD5 parts
+    give), or, without one (CRC part digests, STREAMER_CHECKSUM=auto), other
+    than the one most regions' copies have -- identical parts at identical
+    boundaries give identical S3 ETags, so a copy that differs is read in full
+    (a tie: every copy in it).  Only ETags of S3's form (``S3_ETAG``) count."""
+    out: set[int] = set()
+    for name in {n for tags in etags.values() for n in tags}:
+        tags = {i: t[name] for i, t in etags.items() if S3_ETAG.fullmatch(t.get(name, ""))}
+        if name in expected:
+            out |= {i for i, tag in tags.items() if tag != expected[name]}
+            continue
+        counts = Counter(tags.values())
+        best = max(counts.values(), default=0)
+        majority = [tag for tag, n in counts.items() if n == best]
+        out |= {i for i, tag in tags.items() if len(majority) > 1 or tag != majority[0]}
+    return out
 
 
 def reference_manifest(manifests: Mapping[int, StoredManifest]) -> int | None:

@@ -19,7 +19,7 @@ from typing import Any
 from streamer import model
 from streamer.age import AGE_SUFFIX, SCHEME
 from streamer.errors import IntegrityError, StoreFailure
-from streamer.manifest import PartDigests, parse_part_digests
+from streamer.manifest import PartDigests, end_to_end_value, parse_part_digests
 from streamer.model import Periodicity, Series
 from streamer.store.base import ObjectInfo, ObjectStore
 from streamer.store.retry import RetryPolicy
@@ -146,6 +146,9 @@ class StoredArtifact:
     member: str | None = None
     head: tuple[int, str] | None = None
     bucket: str | None = None
+    # ``sha256`` is the composite of the part digests (an auto-mode manifest's
+    # ``parts_sha256``), not the stream's: manifest.end_to_end says how to check it.
+    composite: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,17 +181,18 @@ def parse_manifest(data: bytes, where: str, key_suffix: str = "") -> StoredManif
             raise ValueError("not a streamer manifest of a known format")
         artifacts = {}
         for name, a in dict(value["artifacts"]).items():
-            sha = str(a["sha256"])
-            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-                raise ValueError(f"artifact {name}: bad sha256")
             size = int(a["stored_size"])
+            parts = parse_part_digests(a.get("parts"), size)
+            try:
+                sha, composite = end_to_end_value(a, parts)
+            except ValueError as e:
+                raise ValueError(f"artifact {name}: {e}") from None
             encryption = str(a.get("encryption", ""))
             if encryption not in ("", SCHEME):
                 raise ValueError(f"artifact {name}: unknown encryption {encryption!r}")
             artifacts[str(name)] = StoredArtifact(str(name), str(a["key"]), size, sha,
-                                                  str(a.get("compression", "none")),
-                                                  parse_part_digests(a.get("parts"), size),
-                                                  encryption, *_framing(a))
+                                                  str(a.get("compression", "none")), parts,
+                                                  encryption, *_framing(a), composite)
         recipients = tuple(str(r) for r in (value.get("encryption") or {}).get("recipients", ()))
         return StoredManifest(str(value["build_identifier"]), str(value["periodicity"]),
                               str(value["stamp"]), artifacts, value, key_suffix, recipients)

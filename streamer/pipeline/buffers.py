@@ -40,6 +40,7 @@ class BufferPool:
             if stack:
                 body = stack.pop()
                 body.sha256_hex = body.md5_b64 = ""
+                body.crcs = PartBody.crcs
                 self.reused += 1
                 return body
             if self.budget.used + size <= self.budget.limit:

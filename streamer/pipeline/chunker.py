@@ -5,9 +5,12 @@ read, zstd, hashlib -- releases the GIL).  zstd compresses the source's stdout
 straight into a (pooled) part buffer: no copy between compressor and part.
 With ``STREAMER_AGE_RECIPIENTS`` the compressed stream is age-encrypted on its
 way into the buffer (age/stream.py, 64 KiB at a time), once for every region.
-The whole stream's SHA-256 (for the manifest) is taken over each filled part;
-each part's own digest (its Content-MD5, or the signed SigV4 payload hash) is
-computed once by ``Part.seal`` and reused by every region and every retry.
+Each part's digests (the CRCs its regions verify, or its Content-MD5, or the
+signed SigV4 payload hash) are computed once by ``Part.seal`` and reused by
+every region and every retry.  Only in the md5, sha256 and crc32 modes is the
+whole stream's SHA-256 (for the manifest) also taken over each filled part; an
+auto-mode manifest's end-to-end value is the composite of the part digests
+(docs/SECURITY.md, "Integrity").
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import base64
 import hashlib
 import sys
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
+from streamer import digests
 from streamer.age.keys import Recipient
 from streamer.age.stream import EncryptingReader
 from streamer.codec import (
@@ -87,11 +91,19 @@ class Part:
             raise PartReleased(f"part {self.number} is no longer held by {holder}")
         return self._body
 
-    def seal(self, checksum: ChecksumMode) -> None:
-        """Compute the part's digest once (in a worker thread, by the producer):
-        the one its requests carry (SigV4's SHA-256 or the Content-MD5), which
-        is also the one the manifest records for it (MD5 in crc32 mode)."""
+    def seal(self, checksum: ChecksumMode, needed: Collection[str] = ()) -> None:
+        """Compute the part's digests once (in a worker thread, by the producer):
+        the ones its requests carry (the CRC or Content-MD5 of each region's
+        ``part_checksum``, given as ``needed``; SigV4's SHA-256), and the one
+        the manifest records for it (auto: CRC32C; MD5 in crc32 mode)."""
         body = self.body_for(PRODUCER)
+        if checksum == "auto":
+            got = digests.part_digests(body, (digests.MANIFEST_CRC, *needed))
+            body.crcs = {a: digests.b64(d) for a, d in got.items() if a in digests.CRCS}
+            if "md5" in got:
+                body.md5_b64 = digests.b64(got["md5"])
+            self.digest = (digests.MANIFEST_CRC, got[digests.MANIFEST_CRC].hex())
+            return
         if checksum == "sha256":
             body.sha256_hex = hashlib.sha256(body).hexdigest()
             self.digest = ("sha256", body.sha256_hex)
@@ -157,7 +169,7 @@ class ChunkFiller:
 
     def __init__(self, fd: int, kind: Compression, level: int, threads: int = 0,
                  recipients: tuple[Recipient, ...] = (), member: TarMember | None = None,
-                 dial: LevelDial | None = None) -> None:
+                 dial: LevelDial | None = None, whole_sha256: bool = True) -> None:
         self.source = CountingSource(fd)
         self.framed = FramedSource(self.source, member) if member is not None else None
         self.compressor = compressing_reader(self.framed or self.source, kind, level, threads, dial)
@@ -165,7 +177,7 @@ class ChunkFiller:
         self._fixed = Levels(level, level, level, 1, False)
         if recipients:
             self.reader = EncryptingReader(self.reader, recipients)
-        self.sha256 = hashlib.sha256()
+        self.sha256 = hashlib.sha256() if whole_sha256 else None  # None: auto mode
         self.stored_bytes = 0
         self.exhausted = False
 
@@ -193,7 +205,8 @@ class ChunkFiller:
                     self.exhausted = True
                     break
                 pos += n
-            self.sha256.update(view[:pos])
+            if self.sha256 is not None:
+                self.sha256.update(view[:pos])
         finally:
             view.release()
         self.stored_bytes += pos

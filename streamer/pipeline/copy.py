@@ -18,7 +18,6 @@ byte.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,9 +26,10 @@ from typing import Any, TypeVar
 
 import anyio
 
-from streamer import codec
+from streamer import codec, digests
 from streamer.errors import IntegrityError, StoreFailure, StreamerError, first_leaf
 from streamer.layout.catalog import StoredArtifact, StoredManifest
+from streamer.manifest import end_to_end
 from streamer.pipeline.budget import ByteBudget
 from streamer.settings.config import ChecksumMode
 from streamer.store.base import ObjectStore, PartBody, Retention
@@ -85,26 +85,27 @@ def _content_type(art: StoredArtifact) -> str:
     return codec.content_type(kind, art.name)  # type: ignore[arg-type]
 
 
-def _digest(algorithm: str, body: PartBody) -> str:
-    return hashlib.new(algorithm, body).hexdigest()
-
-
-def _prepare(body: PartBody, span: Span, checksum: ChecksumMode, where: str, key: str) -> None:
+def _prepare(body: PartBody, span: Span, checksum: ChecksumMode, where: str, key: str,
+             needed: str = "") -> None:
     """Check a part against its recorded digest and give it the digest its
-    upload carries (worker thread: hashlib releases the GIL)."""
-    md5 = ""
+    upload carries (worker thread: hashlib and crc32c release the GIL):
+    ``needed``, the target's ``part_checksum`` (STREAMER_CHECKSUM=auto), is
+    computed only if it is not the recorded one."""
+    known: dict[str, bytes] = {}
     if span.digest is not None:
         algorithm, expected = span.digest
-        actual = _digest(algorithm, body)
+        actual = digests.hexdigest(algorithm, [body])
         if actual != expected:
             raise IntegrityError(f"{where}: {key}: part {span.number} does not match the "
                                  f"manifest's {algorithm} ({actual[:12]}... != {expected[:12]}...)",
                                  "the source copy is damaged; another region is tried")
-        md5 = actual if algorithm == "md5" else ""
-    if checksum == "md5":
-        md5 = md5 or hashlib.md5(body).hexdigest()
-        body.md5_b64 = base64.b64encode(bytes.fromhex(md5)).decode()
-    elif checksum == "sha256":
+        known[algorithm] = bytes.fromhex(actual)
+    want = {"md5"} if checksum == "md5" else {needed} - {""} if checksum == "auto" else set()
+    known.update(digests.part_digests(body, want - known.keys()))
+    if "md5" in want:
+        body.md5_b64 = digests.b64(known["md5"])
+    body.crcs = {a: digests.b64(d) for a, d in known.items() if a in digests.CRCS}
+    if checksum == "sha256":
         body.sha256_hex = hashlib.sha256(body).hexdigest()
 
 
@@ -112,17 +113,19 @@ PartSink = Callable[[Span, PartBody], Awaitable[None]]
 
 
 async def stream_parts(source: ObjectStore, key: str, art: StoredArtifact, spans: list[Span],
-                       opts: CopyOptions, sink: PartSink | None) -> None:
+                       opts: CopyOptions, sink: PartSink | None, needed: str = "") -> None:
     """Read every part of ``key`` from ``source`` (pinned to one ETag), check
     it, hand it to ``sink`` (an upload, or nothing: a verifying read), and
-    check the whole stream's size and SHA-256 in part order."""
+    check the whole stream's size and SHA-256 (or, for an auto-mode manifest,
+    the composite of its part digests: manifest.end_to_end) in part order;
+    ``needed``: the checksum the sink's parts carry (``_prepare``)."""
     head = await bounded(source, "HeadObject", opts.stall_timeout, source.head_object(key))
     if head is None:
         raise IntegrityError(f"{source.label}: {key} is missing", "another region is tried")
     if head[0] != art.stored_size:
         raise IntegrityError(f"{source.label}: {key} holds {head[0]} bytes, the manifest says "
                              f"{art.stored_size}", "another region is tried")
-    whole = hashlib.sha256()
+    whole = end_to_end(art.parts, art.composite)
     turns = [anyio.Event() for _ in range(len(spans) + 1)]
     turns[0].set()
     slots = anyio.Semaphore(opts.parts_in_flight)
@@ -138,7 +141,8 @@ async def stream_parts(source: ObjectStore, key: str, art: StoredArtifact, spans
             del data
             budget.release(reserved - span.size)
             reserved = span.size
-            await anyio.to_thread.run_sync(_prepare, body, span, opts.checksum, source.label, key)
+            await anyio.to_thread.run_sync(_prepare, body, span, opts.checksum, source.label, key,
+                                           needed)
             if sink is not None:
                 await sink(span, body)
             await turns[i].wait()
@@ -163,7 +167,8 @@ async def stream_parts(source: ObjectStore, key: str, art: StoredArtifact, spans
         raise (leaf if isinstance(leaf, Exception) else group) from None
     digest = whole.hexdigest()
     if digest != art.sha256:
-        raise IntegrityError(f"{source.label}: {key}: SHA-256 {digest[:16]}... does not match the "
+        what = "parts' SHA-256" if art.composite else "SHA-256"
+        raise IntegrityError(f"{source.label}: {key}: {what} {digest[:16]}... does not match the "
                              f"manifest's {art.sha256[:16]}...", "the source copy is damaged")
 
 
@@ -196,7 +201,7 @@ async def copy_artifact(source: ObjectStore, target: ObjectStore, key: str, art:
         etags[span.number] = await upload_part_retried(target, key, upload_id, span, body, opts)
 
     try:
-        await stream_parts(source, key, art, spans, opts, sink)
+        await stream_parts(source, key, art, spans, opts, sink, target.part_checksum)
         parts: list[dict[str, object]] = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
         await bounded(target, "CompleteMultipartUpload", limit,
                       target.complete_multipart(key, upload_id, parts))

@@ -48,7 +48,8 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
     _grow_pipe(child.proc.stdout.fileno())
     filler = ChunkFiller(child.proc.stdout.fileno(), fanout.codec.compression,
                          fanout.codec.level, art.compress_threads,
-                         fanout.config.encryption.recipients, art.member, fanout.dial)
+                         fanout.config.encryption.recipients, art.member, fanout.dial,
+                         whole_sha256=fanout.config.checksum != "auto")
     art.filler = filler
     child.start_tail()
     counter = [0]
@@ -76,7 +77,7 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
         child.proc.stdout.close()
     art.source_bytes = filler.source_bytes
     art.stored_bytes = filler.stored_bytes
-    art.sha256 = filler.sha256.hexdigest()
+    art.sha256 = filler.sha256.hexdigest() if filler.sha256 is not None else ""
     art.levels = filler.levels()
     art.listed_members = counter[0]
     _judge_exit(art, child, code)
@@ -181,7 +182,9 @@ async def _seal_and_queue(fanout: Fanout, art: ArtifactRun, part: Part, senders:
     released it (``Fanout.region_failed``), so it is not queued there; the
     producer's own claim keeps the buffer until this returns."""
     try:
-        await anyio.to_thread.run_sync(part.seal, fanout.config.checksum, limiter=fanout.sealing)
+        needed = {r.client.part_checksum for r in fanout.live} - {""}  # store/negotiate.py
+        await anyio.to_thread.run_sync(part.seal, fanout.config.checksum, needed,
+                                       limiter=fanout.sealing)
         art.part_digests[part.number] = (len(part), *part.digest)
         now = time.monotonic()
         for region in fanout.live:

@@ -41,6 +41,7 @@ from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
 from streamer.store.base import ObjectStore, Retention
+from streamer.store.negotiate import negotiate
 from streamer.store.s3 import open_stores
 
 PREFLIGHT_ATTEMPTS = 3
@@ -48,13 +49,16 @@ PREFLIGHT_ATTEMPTS = 3
 
 async def preflight_regions(clients: list[ObjectStore], stall_timeout: float | None = None,
                             object_lock: bool = False,
-                            extra_buckets: tuple[str, ...] = ()) -> list[RegionRun]:
+                            extra_buckets: tuple[str, ...] = (),
+                            negotiate_checksum: bool = False) -> list[RegionRun]:
     """Check (and create) the bucket, and ``extra_buckets`` (the layout's), in
     every region, concurrently; a region that makes no progress for the stall
     timeout is dropped.  ``object_lock`` (STREAMER_OBJECT_LOCK_DAYS set): a
     bucket is created with Object Lock, and one without it is a configuration
     error (exit 2) before anything is uploaded, since every object of the run
-    is to carry a retain-until date."""
+    is to carry a retain-until date.  ``negotiate_checksum``
+    (STREAMER_CHECKSUM=auto): then each region's part checksum is chosen
+    (store/negotiate.py: cached, or probed once in the checked bucket)."""
     runs = [RegionRun(c) for c in clients]
     unlocked: list[str] = []
 
@@ -68,6 +72,8 @@ async def preflight_regions(clients: list[ObjectStore], stall_timeout: float | N
                     if object_lock and not (await store.bucket_lock()).enabled:
                         unlocked.append(run.label)
                         break
+            if negotiate_checksum:
+                await negotiate(run.client)
         except (StoreFailure, TimeoutError) as e:
             run.alive = False
             run.failure = str(e) if isinstance(e, StoreFailure) else \
@@ -147,7 +153,8 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                     open_stores(config, bucket=layout.bucket(periodicity)))
             regions = await preflight_regions(clients, config.stall_timeout,
                                               bool(config.object_lock_days),
-                                              tuple(layout.extra_buckets(periodicity)))
+                                              tuple(layout.extra_buckets(periodicity)),
+                                              config.checksum == "auto")
         require_quorum(regions, config.effective_quorum)
         fanout, failure = await _stream_all(config, run_codec, regions, artifacts, observer)
         result.warnings.extend(a.warning for a in artifacts if a.warning)

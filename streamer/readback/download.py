@@ -34,6 +34,7 @@ import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 
 from streamer.errors import IntegrityError, first_leaf
+from streamer.manifest import PartDigests, end_to_end
 from streamer.store.base import ObjectStore
 
 T = TypeVar("T")
@@ -66,6 +67,9 @@ class ObjectRef:
     # A tar-framed artifact's leading bytes (stored size, SHA-256), written
     # last and hashed on their own; ``sha256`` covers the bytes after them.
     head: tuple[int, str] | None = None
+    # An auto-mode manifest's part digests: ``sha256`` is then their composite
+    # (its ``parts_sha256``), checked over every byte, head included.
+    composite: PartDigests | None = None
 
 
 async def fetch_ordered(client: ObjectStore, ref: ObjectRef, send: MemoryObjectSendStream[Chunk],
@@ -111,7 +115,7 @@ class HashingReader(io.RawIOBase):
         self._receive = receive
         self.ref = ref
         self.where = where
-        self.sha256 = hashlib.sha256()
+        self.sha256 = end_to_end(ref.composite, ref.composite is not None)
         self.head = hashlib.sha256()
         self._head_left = ref.head[0] if ref.head else 0
         self.count = 0
@@ -132,7 +136,7 @@ class HashingReader(io.RawIOBase):
         view = memoryview(chunk)
         if self._head_left:
             self.head.update(view[:self._head_left])
-            view = view[self._head_left:]
+            view = view if self.ref.composite else view[self._head_left:]
             self._head_left -= min(self._head_left, len(chunk))
         self.sha256.update(view)
         self.count += len(chunk)
@@ -173,7 +177,8 @@ class HashingReader(io.RawIOBase):
         if self.ref.head is not None and self.head.hexdigest() != self.ref.head[1]:
             digest = "head " + self.head.hexdigest()
         if digest != self.ref.sha256:
-            raise IntegrityError(f"{self.where}: {self.ref.key}: SHA-256 {digest[:16]}... does not "
+            what = "the parts' SHA-256" if self.ref.composite else "SHA-256"
+            raise IntegrityError(f"{self.where}: {self.ref.key}: {what} {digest[:16]}... does not "
                                  f"match the manifest's {self.ref.sha256[:16]}...",
                                  "the stored copy is damaged")
         self.verified = True

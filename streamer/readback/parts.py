@@ -9,10 +9,10 @@ ranges, hashed together in order.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from streamer import digests
 from streamer.errors import IntegrityError
 from streamer.manifest import PartDigests
 
@@ -53,12 +53,9 @@ def slots_for(plan: Sequence[PartSpan], in_flight: int) -> int:
 
 
 def digest_of(algorithm: str, chunks: Sequence[Chunk]) -> str:
-    """The hex digest of a part's bytes (called in a worker thread: hashlib
-    releases the GIL for large buffers)."""
-    h = hashlib.new(algorithm)
-    for chunk in chunks:
-        h.update(chunk)
-    return h.hexdigest()
+    """The hex digest of a part's bytes, by any of ``digests.PART_ALGORITHMS``
+    (called in a worker thread: hashlib and crc32c release the GIL)."""
+    return digests.hexdigest(algorithm, chunks)
 
 
 def check_part(span: PartSpan, algorithm: str, chunks: Sequence[Chunk], where: str,

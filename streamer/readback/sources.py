@@ -111,7 +111,7 @@ async def object_ref(client: ObjectStore, manifest: StoredManifest, art: StoredA
     if size != art.stored_size:
         raise IntegrityError(f"{client.label}: {key} holds {size} bytes, the manifest says "
                              f"{art.stored_size}", "the stored copy is damaged")
-    return ObjectRef(key, size, art.sha256, etag, art.head)
+    return ObjectRef(key, size, art.sha256, etag, art.head, art.parts if art.composite else None)
 
 
 def same_copy(a: StoredArtifact, b: StoredArtifact) -> bool:

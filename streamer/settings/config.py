@@ -97,7 +97,7 @@ class DatabaseConfig:
         return 5432 if self.engine == "postgres" else 3306
 
 
-ChecksumMode = Literal["sha256", "md5", "crc32"]
+ChecksumMode = Literal["auto", "sha256", "md5", "crc32"]
 Layout = Literal["streamer", "adt"]
 
 
@@ -131,12 +131,12 @@ class Config:
     stall_timeout: float = 300.0
     layout: Layout = "streamer"
     # How each part's integrity is proven to the server, computed once per part
-    # and shared by every region and retry.  "md5" (default): Content-MD5,
-    # which every S3 implementation verifies, with an unsigned payload.
-    # "sha256": the signed x-amz-content-sha256 of SigV4 (AWS verifies it;
-    # SeaweedFS does not).  "crc32": botocore's flexible checksum headers
-    # (AWS; several S3-compatible providers reject them).
-    checksum: ChecksumMode = "md5"
+    # and shared by every region and retry.  "auto" (default): per region, the
+    # cheapest checksum it verifies (CRC32C), found by a probe
+    # cached per endpoint (store/negotiate.py), else Content-MD5.  "md5":
+    # Content-MD5 everywhere.  "sha256": the signed x-amz-content-sha256 of
+    # SigV4.  "crc32": botocore's flexible checksum headers.
+    checksum: ChecksumMode = "auto"
     parts_in_flight: int = 4  # per region
     part_retries: int = 5  # attempts per part before the region is dropped
     # Request timeouts (store/timeouts.py, docs/RELIABILITY.md): a control
@@ -358,8 +358,8 @@ def parse_config(s: Mapping[str, str]) -> Config:
         keep=keep,
         stall_timeout=stall,
         layout=layout,  # type: ignore[arg-type]
-        checksum=parse_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "md5"),
-                              ("sha256", "md5", "crc32")),  # type: ignore[arg-type]
+        checksum=parse_choice("STREAMER_CHECKSUM", s.get("STREAMER_CHECKSUM", "auto"),
+                              ("auto", "sha256", "md5", "crc32")),  # type: ignore[arg-type]
         parts_in_flight=in_flight,
         part_retries=parse_int("STREAMER_PART_RETRIES", s.get("STREAMER_PART_RETRIES", "5"), 1),
         request_timeout=parse_float("STREAMER_REQUEST_TIMEOUT", s.get("STREAMER_REQUEST_TIMEOUT", "30")),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Protocol
 
 from streamer.store.retry import RetryPolicy
@@ -32,10 +33,19 @@ class UploadInfo:
 class PartBody(bytearray):
     """A part's bytes.  botocore passes a bytearray through untouched, so the
     signer (store/s3.py) can read the precomputed ``sha256_hex`` instead of
-    hashing the body again for every region."""
+    hashing the body again for every region.  ``crcs``: the part's CRC
+    digests by algorithm (base64, as x-amz-checksum-* carries them), set
+    when it is sealed; a region sends the one it verifies (``part_checksum``)."""
 
     sha256_hex: str = ""
     md5_b64: str = ""
+    crcs: Mapping[str, str] = MappingProxyType({})
+
+    def header_for(self, algorithm: str) -> dict[str, str]:
+        """The checksum a request for this part carries for ``algorithm``
+        (``ObjectStore.part_checksum``): its Content-MD5 or CRC, if sealed."""
+        value = self.md5_b64 if algorithm == "md5" else self.crcs.get(algorithm, "")
+        return {algorithm: value} if value else {}
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,11 @@ class ObjectStore(Protocol):
     @property
     def request_timeout(self) -> float: ...
 
+    # The digest a part request carries: "md5" (Content-MD5), "crc32c"
+    # (x-amz-checksum-crc32c), "" none of these (sha256 and crc32 modes);
+    # under STREAMER_CHECKSUM=auto, what the region verifies (store/negotiate.py).
+    part_checksum: str
+
     async def probe(self, policy: RetryPolicy | None = None) -> Probe: ...
 
     def sever(self) -> None:
@@ -123,7 +138,7 @@ class ObjectStore(Protocol):
 
     async def upload_part(self, key: str, upload_id: str, number: int, body: PartBody,
                           checksums: Checksums | None = None) -> str:
-        """One attempt; the part's ETag.  The body's ``md5_b64`` (in md5 mode)
+        """One attempt; the part's ETag.  The body's digest for ``part_checksum``
         and ``checksums`` travel as headers the server may verify."""
 
     async def complete_multipart(self, key: str, upload_id: str,

@@ -19,8 +19,10 @@ import enum
 import hashlib
 import uuid
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+import anyio
 
 from streamer.errors import StoreFailure
 from streamer.store.base import CHECKSUM_ALGORITHMS, ObjectStore, PartBody
@@ -118,9 +120,13 @@ async def _accepted(send: Send, checksums: Mapping[str, str]) -> bool:
     return True
 
 
-async def probe_checksums(store: ObjectStore, prefix: str = "streamer-probe/") -> Capabilities:
+async def probe_checksums(store: ObjectStore, prefix: str = "streamer-probe/",
+                          operations: Sequence[str] = ("PutObject", "UploadPart"),
+                          algorithms: Sequence[str] = CHECKSUM_ALGORITHMS) -> Capabilities:
     """Measure which checksum headers ``store`` verifies (it writes and then
-    removes one small object and one unfinished upload under ``prefix``)."""
+    removes one small object and one unfinished upload under ``prefix``);
+    ``operations`` and ``algorithms`` narrow it (store/negotiate.py probes
+    only UploadPart, so no object is ever written)."""
     key = f"{prefix}{uuid.uuid4().hex}"
     upload_id = await store.create_multipart(key, "application/octet-stream")
     verdicts: dict[tuple[str, str], Verdict] = {}
@@ -135,12 +141,16 @@ async def probe_checksums(store: ObjectStore, prefix: str = "streamer-probe/") -
     try:
         sends: tuple[tuple[str, Send], ...] = (("PutObject", put), ("UploadPart", part))
         for operation, send in sends:
-            for algorithm in CHECKSUM_ALGORITHMS:
+            if operation not in operations:
+                continue
+            for algorithm in algorithms:
                 right = await _accepted(send, {algorithm: checksum(algorithm, PROBE_BODY)})
                 wrong = await _accepted(send, {algorithm: wrong_checksum(algorithm, PROBE_BODY)})
                 verdicts[operation, algorithm] = (Verdict.REFUSED if not right else
                                                   Verdict.IGNORED if wrong else Verdict.VERIFIED)
-    finally:
-        await store.abort_multipart(key, upload_id)
-        await store.delete_object(key)
+    finally:  # also when cancelled (SIGTERM mid-probe): nothing is left behind
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2 * store.request_timeout):
+            await store.abort_multipart(key, upload_id)
+            if "PutObject" in operations:
+                await store.delete_object(key)
     return Capabilities(verdicts)

@@ -61,6 +61,7 @@ class MemoryStore:
     policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(base_delay=0.0, max_delay=0.0))
     request_timeout: float = 30.0
     endpoint: str = "memory://"
+    part_checksum: str = ""  # ObjectStore.part_checksum (it verifies every digest it is given)
     bucket_exists: bool = False
     object_lock: bool = False  # the bucket has Object Lock enabled
     objects: dict[str, _Object] = field(default_factory=dict)
@@ -151,7 +152,7 @@ class MemoryStore:
         if upload is None or upload.key != key:
             raise self._failure("UploadPart", 404, "NoSuchUpload")
         data = bytes(body)
-        given = dict(checksums or {})
+        given = {**body.header_for(self.part_checksum), **(checksums or {})}
         if getattr(body, "md5_b64", ""):
             given.setdefault("md5", body.md5_b64)
         self._verify("UploadPart", data, given)
@@ -255,7 +256,7 @@ class MemoryStore:
         if bucket not in self.siblings:
             self.siblings[bucket] = MemoryStore(self.index, bucket, self.policy,
                                                 self.request_timeout, self.endpoint,
-                                                siblings=self.siblings)
+                                                self.part_checksum, siblings=self.siblings)
         return self.siblings[bucket]
 
     async def list_objects(self, prefix: str,

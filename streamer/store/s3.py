@@ -4,8 +4,7 @@ Everything botocore or aiohttp can raise is translated here into ``StoreFailure`
 (transient or not), so the rest of streamer never sees a library exception.
 Checksums and the client configuration: store/s3_client.py.  The part hooks
 (store/s3_hooks.py) are registered on each client's own event system, never
-process-wide; ``sever`` aborts a dropped region's connections.
-"""
+process-wide; ``sever`` aborts a dropped region's connections."""
 
 from __future__ import annotations
 
@@ -69,6 +68,7 @@ class S3Store:
     checksum: ChecksumMode
     timeouts: RequestTimeouts
     policy: RetryPolicy
+    part_checksum: str = ""  # ObjectStore.part_checksum; set by store/negotiate.py under auto
     copy_limit: int = s3_copy.COPY_OBJECT_LIMIT  # larger objects are copied in parts
     copy_part_size: int = s3_copy.COPY_PART_SIZE
 
@@ -178,9 +178,7 @@ class S3Store:
         """One attempt (the caller owns retries, since it owns the buffer)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id,
                                   "PartNumber": number, "Body": body}
-        if self.checksum == "md5" and body.md5_b64:
-            kwargs["ContentMD5"] = body.md5_b64
-        with_checksums(kwargs, checksums)
+        with_checksums(kwargs, {**body.header_for(self.part_checksum), **(checksums or {})})
         response = await self._once("UploadPart", lambda: self.client.upload_part(**kwargs),
                                     self.timeouts.data(len(body)))
         return str(response["ETag"])
@@ -373,7 +371,8 @@ async def open_store(region: Region, bucket: str, checksum: ChecksumMode = "md5"
     ) as client:
         install_part_hooks(client.meta.events, region, checksum == "sha256",
                            throttle.meter(region.index) if throttle else None)
-        yield S3Store(region, bucket, client, checksum, timeouts, policy or RetryPolicy())
+        yield S3Store(region, bucket, client, checksum, timeouts, policy or RetryPolicy(),
+                      "md5" if checksum in ("md5", "auto") else "")
 
 
 def run_policy(config: Config) -> RetryPolicy:

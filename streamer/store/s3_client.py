@@ -10,7 +10,10 @@ streamer asks botocore for checksums only "when_required" and proves each
 part's integrity itself (``Config.checksum``), with a digest the chunk
 producer computed once and every region and retry reuses:
 
-* ``md5`` (default): ``Content-MD5`` per part, which AWS and SeaweedFS
+* ``auto`` (default): per region, ``x-amz-checksum-crc32c``
+  where the region was found to verify it (store/negotiate.py), else
+  ``Content-MD5`` (``S3Store.part_checksum``); an unsigned payload.
+* ``md5``: ``Content-MD5`` per part, which AWS and SeaweedFS
   verify (moto does not: tests/store/test_conformance.py records what each
   server verifies), and an unsigned payload (no second hash for SigV4).
 * ``sha256``: the part's SHA-256 is the signed ``x-amz-content-sha256``
@@ -91,7 +94,7 @@ def client_config(checksum: ChecksumMode, timeouts: RequestTimeouts, pool: int) 
         request_checksum_calculation="when_supported" if checksum == "crc32" else "when_required",
         response_checksum_validation="when_required",
         s3={"addressing_style": "path",
-            **({"payload_signing_enabled": False} if checksum == "md5" else {})},
+            **({"payload_signing_enabled": False} if checksum in ("md5", "auto") else {})},
         tcp_keepalive=True,
     )
 

@@ -54,8 +54,11 @@ def test_config_check_names_wrong_secret_missing_bucket_and_dead_region(
     env["S3_SECRET_KEY"] = secret
     run = run_streamer(["config", "check", "--create-buckets"], env)
     assert run.code == 0, run.stdout + run.stderr
+    # STREAMER_CHECKSUM=auto: each region's part checksum, probed once, then cached.
+    assert run.stdout.count("crc32c (verifies crc32c; probed") == 3, run.stdout
     run = run_streamer(["config", "check"], env)
     assert run.code == 0 and "FAIL" not in run.stdout
+    assert run.stdout.count("crc32c (verifies crc32c; cached") == 3, run.stdout
 
 
 def test_json_summary_metrics_and_hooks_through_the_cli(regions: RegionsEnv, bucket: str,

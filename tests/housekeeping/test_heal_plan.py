@@ -13,6 +13,7 @@ from streamer.housekeeping.heal_plan import (
     plan_copies,
     reference_manifest,
     size_problem,
+    suspect_etags,
 )
 from streamer.layout.catalog import RunListing, StoredArtifact, StoredManifest
 from streamer.model import Periodicity
@@ -91,3 +92,17 @@ def test_copies_come_only_from_intact_copies_and_respect_targets() -> None:
     copies, unhealable = plan_copies(gap, {1: "x", 2: "y"}, 100)
     assert copies == [] and [(u.target, u.reason) for u in unhealable] == \
         [(1, "x"), (2, "y"), (3, "missing")]
+
+
+def test_a_copy_whose_etag_differs_is_suspect() -> None:
+    a, b, c = "a" * 32 + "-3", "b" * 32 + "-3", "c" * 32 + "-3"
+    # CRC part digests (auto): the ETag most regions' copies have is the reference.
+    assert suspect_etags({1: {"webroot": a}, 2: {"webroot": a}, 3: {"webroot": b}}, {}) == {3}
+    assert suspect_etags({1: {"webroot": a}, 2: {"webroot": b}}, {}) == {1, 2}  # a tie: read both
+    assert suspect_etags({1: {"webroot": a}}, {}) == set()
+    # Not S3's form (another server's ETags): no evidence either way.
+    assert suspect_etags({1: {"webroot": a}, 2: {"webroot": "xyz"}, 3: {"webroot": a}}, {}) == set()
+    # MD5 part digests: the ETag they give decides, whatever the majority.
+    assert suspect_etags({1: {"db": a}, 2: {"db": a}, 3: {"db": c}}, {"db": c}) == {1, 2}
+    assert suspect_etags({1: {"db": c, "webroot": a}, 2: {"db": c, "webroot": b},
+                          3: {"db": c, "webroot": a}}, {"db": c}) == {2}

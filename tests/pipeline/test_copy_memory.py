@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from streamer import digests
 from streamer.commands.heal import HealRequest, heal_clients
 from streamer.errors import EXIT_FAILED, EXIT_OK, IntegrityError
 from streamer.housekeeping.heal_plan import multipart_etag
@@ -50,18 +51,21 @@ def _config(budget: str = "32MiB") -> Config:
                          "STREAMER_STALL_TIMEOUT": "30"})
 
 
-async def _store_run(store: MemoryStore, data: bytes, part: int, with_digests: bool = True) -> bytes:
-    """A committed run as a backup leaves it: multipart object, then its manifest."""
+async def _store_run(store: MemoryStore, data: bytes, part: int, with_digests: bool = True,
+                     auto: bool = False) -> bytes:
+    """A committed run as a backup leaves it: multipart object, then its manifest
+    (``auto``: as STREAMER_CHECKSUM=auto does, CRC32C parts and no stream SHA-256)."""
     store.bucket_exists = True
     upload = await store.create_multipart(KEY, "application/x-tar")
     chunks = [data[i:i + part] for i in range(0, len(data), part)]
     etags = [await store.upload_part(KEY, upload, n, PartBody(c)) for n, c in enumerate(chunks, 1)]
     await store.complete_multipart(KEY, upload, [{"PartNumber": n, "ETag": e}
                                                  for n, e in enumerate(etags, 1)])
-    digests = PartDigests("md5", tuple(len(c) for c in chunks),
-                          tuple(hashlib.md5(c).hexdigest() for c in chunks)) if with_digests else None
-    record = ArtifactRecord("webroot", KEY, len(data), hashlib.sha256(data).hexdigest(), "none", 0,
-                            part, len(chunks), len(data), digests)
+    algorithm = "crc32c" if auto else "md5"
+    parts = PartDigests(algorithm, tuple(len(c) for c in chunks),
+                        tuple(digests.hexdigest(algorithm, [c]) for c in chunks)) if with_digests else None
+    record = ArtifactRecord("webroot", KEY, len(data), "" if auto else hashlib.sha256(data).hexdigest(),
+                            "none", 0, part, len(chunks), len(data), parts)
     body = encode(build_manifest(build="site", periodicity="hourly", stamp=STAMP, started="s",
                                  ended="e", host="h", version="v", artifacts=[record], webroot={},
                                  database=None, warnings=[]))
@@ -168,3 +172,42 @@ async def test_heal_verify_replaces_a_copy_whose_bytes_rotted() -> None:
     [copy] = result.copies
     assert copy.ok and copy.copy.target == 2 and "part 1 does not match" in copy.copy.reason
     assert stores[1].objects[KEY].data == data
+
+
+class HeaderRecordingStore(MemoryStore):
+    """A target that records the checksum header every part carried (and, as
+    MemoryStore does, refuses a wrong one)."""
+
+    headers: list[dict[str, str]]
+
+    async def upload_part(self, key: str, upload_id: str, number: int, body: PartBody,
+                          checksums: dict[str, str] | None = None) -> str:  # type: ignore[override]
+        self.headers.append(body.header_for(self.part_checksum))
+        return await super().upload_part(key, upload_id, number, body, checksums)
+
+
+@pytest.mark.parametrize("target_checksum", ["crc32c", "md5"])
+async def test_an_auto_manifest_is_copied_with_the_targets_own_checksum(target_checksum: str) -> None:
+    source = MemoryStore(index=1, policy=NO_WAIT)
+    target = HeaderRecordingStore(index=2, policy=NO_WAIT, part_checksum=target_checksum)
+    target.headers = []
+    target.bucket_exists = True
+    data = os.urandom(3 * MiB + 777)
+    body = await _store_run(source, data, MiB, auto=True)
+    manifest = parse_manifest(body, "test")
+    assert manifest.artifacts["webroot"].composite
+    opts = CopyOptions(ByteBudget(8 * MiB), 4, 30.0, "auto", NO_WAIT)
+    with anyio.fail_after(30):
+        assert await copy_run(source, target, manifest, MKEY, body, opts) == len(data)
+    assert target.objects[KEY].data == data and target.objects[MKEY].data == body
+    chunks = [data[i:i + MiB] for i in range(0, len(data), MiB)]
+    assert sorted(h[target_checksum] for h in target.headers) == sorted(
+        digests.b64(digests.part_digests(c, [target_checksum])[target_checksum]) for c in chunks)
+
+    bad = CorruptingStore(index=3, policy=NO_WAIT)
+    body = await _store_run(bad, data, MiB, auto=True)
+    fresh = HeaderRecordingStore(index=4, policy=NO_WAIT, part_checksum=target_checksum)
+    fresh.headers, fresh.bucket_exists = [], True
+    with anyio.fail_after(30), pytest.raises(IntegrityError, match="does not match the manifest's crc32c"):
+        await copy_run(bad, fresh, parse_manifest(body, "t"), MKEY, body, opts)
+    assert KEY not in fresh.objects and not fresh.uploads

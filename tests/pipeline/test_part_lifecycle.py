@@ -42,7 +42,7 @@ async def _until(condition: Callable[[], bool], what: str, timeout: float = 60) 
             await anyio.sleep(0.01)
 
 
-@pytest.mark.parametrize("checksum", ["md5", "sha256"])
+@pytest.mark.parametrize("checksum", ["auto", "md5", "sha256"])
 async def test_region_dropped_while_parts_wait_to_be_sealed(
         regions: RegionsEnv, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         checksum: ChecksumMode) -> None:
@@ -58,10 +58,10 @@ async def test_region_dropped_while_parts_wait_to_be_sealed(
     sealing: list[int] = []
     real_seal = Part.seal
 
-    def held_shut(part: Part, mode: ChecksumMode) -> None:
+    def held_shut(part: Part, mode: ChecksumMode, needed: frozenset[str] = frozenset()) -> None:
         sealing.append(part.number)
         assert gate.wait(60), "the test never opened the sealing gate"
-        real_seal(part, mode)
+        real_seal(part, mode, needed)
 
     monkeypatch.setattr(Part, "seal", held_shut)
     key = f"lifecycle/{uuid.uuid4().hex}"

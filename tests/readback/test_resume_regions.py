@@ -19,15 +19,21 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
+def checksum() -> str:
+    """STREAMER_CHECKSUM of the backup (a test parametrizes it to read an older manifest)."""
+    return "auto"
+
+
+@pytest.fixture
 def backed_up(regions: RegionsEnv, bucket: str, streamer_env: dict[str, str],
-              tmp_path: Path) -> tuple[dict[str, str], Path, dict[str, Any]]:
+              tmp_path: Path, checksum: str) -> tuple[dict[str, str], Path, dict[str, Any]]:
     """A committed backup of 40 MB that does not compress: five 8 MiB parts."""
     root = tmp_path / "www"
     (root / "media").mkdir(parents=True)
     for i in range(4):
         (root / "media" / f"clip{i}.bin").write_bytes(os.urandom(10 * MiB))
     (root / "index.php").write_text("<?php echo 'hello';\n")
-    env = {**streamer_env, "STREAMER_WEBROOT": str(root)}
+    env = {**streamer_env, "STREAMER_WEBROOT": str(root), "STREAMER_CHECKSUM": checksum}
     run = run_streamer(["hourly", "resumed"], env)
     assert run.code == 0, run.stdout + run.stderr
     [manifest] = manifests_of(regions, bucket, 1, "resumed")
@@ -56,9 +62,10 @@ def restore(env: dict[str, str], target: Path) -> Run:
                         {**env, "STREAMER_MEMORY_BUDGET": "32MiB"})
 
 
+@pytest.mark.parametrize("checksum", ["auto", "md5"])  # md5: a manifest as before auto
 def test_a_copy_damaged_half_way_is_resumed_from_the_next_region(
         backed_up: tuple[dict[str, str], Path, dict[str, Any]], regions: RegionsEnv, bucket: str,
-        tmp_path: Path) -> None:
+        tmp_path: Path, checksum: str) -> None:
     env, root, art = backed_up
     corrupt(regions, bucket, 1, art["key"])  # 64 bytes in the middle of region 1's copy
     run = restore(env, tmp_path / "out")
@@ -75,7 +82,10 @@ def test_a_copy_damaged_half_way_is_resumed_from_the_next_region(
     [bad] = [ln for ln in run.stdout.splitlines() if "BAD" in ln]
     part = next(n for n in range(len(art["parts"]["sizes"]))
                 if sum(art["parts"]["sizes"][:n + 1]) > middle)
-    assert bad.startswith("region 1") and f"part {part + 1} at byte " in bad and "MD5" in bad
+    algorithm = {"auto": "crc32c", "md5": "md5"}[checksum]
+    assert art["parts"]["algorithm"] == algorithm
+    assert ("sha256" in art, "parts_sha256" in art) == (checksum == "md5", checksum == "auto")
+    assert bad.startswith("region 1") and f"part {part + 1} at byte " in bad and algorithm.upper() in bad
 
 
 def test_a_get_cut_half_way_through_the_proxy_resumes_in_region_2(

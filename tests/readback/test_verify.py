@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from s3util import RegionsEnv, run_streamer
 from treeutil import corrupt, make_rich_tree, manifests_of
+
+from streamer import digests
 
 
 def test_verify_passes_untouched_and_names_the_corrupt_region(
@@ -29,7 +30,7 @@ def test_verify_passes_untouched_and_names_the_corrupt_region(
     assert run.code == 1, run.stdout + run.stderr
     bad = [ln for ln in run.stdout.splitlines() if "BAD" in ln]
     assert len(bad) == 1 and bad[0].startswith("region 2 (") and key in bad[0]
-    assert "part 1 at byte 0" in bad[0] and "MD5" in bad[0]  # the first bad part, named
+    assert "part 1 at byte 0" in bad[0] and "CRC32C" in bad[0]  # the first bad part, named
     assert len(run.stderr.strip().splitlines()) == 1
     assert "verify failed: region 2" in run.stderr and key in run.stderr
 
@@ -55,11 +56,12 @@ def test_verify_names_a_region_whose_manifest_disagrees(
     data = bytearray(regions.get(3, bucket, key))
     data[-1] ^= 1
 
-    m["artifacts"]["webroot"]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
     parts, offset = m["artifacts"]["webroot"]["parts"], 0
     for i, size in enumerate(parts["sizes"]):
-        parts["digests"][i] = hashlib.md5(bytes(data[offset:offset + size])).hexdigest()
+        parts["digests"][i] = digests.hexdigest(parts["algorithm"], [data[offset:offset + size]])
         offset += size
+    m["artifacts"]["webroot"]["parts_sha256"] = digests.composite(parts["algorithm"], parts["sizes"],
+                                                                  parts["digests"])
     regions.client(3).put_object(Bucket=bucket, Key=key, Body=bytes(data))
     regions.client(3).put_object(Bucket=bucket, Key=mkey, Body=json.dumps(m).encode())
     run = run_streamer(["verify", "daily", "dsite"], env)

@@ -152,6 +152,6 @@ def test_quorum_defaults_to_one_and_all_means_every_region() -> None:
 
 def test_defaults() -> None:
     c = cfg()
-    assert c.memory_budget == 256 * MiB and c.compression == "zstd" and c.checksum == "md5"
+    assert c.memory_budget == 256 * MiB and c.compression == "zstd" and c.checksum == "auto"
     assert c.effective_quorum == 1 and c.keep[Periodicity.HOURLY] == 24
     assert c.stall_timeout == 300 and c.layout == "streamer"
