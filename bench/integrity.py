@@ -41,7 +41,6 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +154,7 @@ def as_streamer(report: Path, args: list[str]) -> None:
 
 def _seed_cache(cache: Path) -> None:
     """The null sink's endpoints as if each verified the CRCs (see the module doc)."""
-    path = cache / "streamer" / "integrity.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC).isoformat()
-    path.write_text(json.dumps({e: {"verified": ["crc32c"], "probed": now}
-                                for e in nullsink.endpoints()}))
+    nullsink.seed_integrity_cache(cache)
 
 
 def run_mode(mode: str, root: Path, work: Path, rep: int) -> dict[str, float]:

@@ -32,9 +32,11 @@ scripts/regions, hence the default base 18440.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import http.server
 import itertools
+import json
 import os
 import re
 import shutil
@@ -74,6 +76,18 @@ def ports() -> list[int]:
 
 def endpoints() -> list[str]:
     return [f"http://{HOST}:{p}" for p in ports()]
+
+
+def seed_integrity_cache(cache_home: Path) -> None:
+    """streamer's checksum negotiation cache (``$XDG_CACHE_HOME/streamer/integrity.json``,
+    docs/ARCHITECTURE.md "Integrity") seeded as if every sink port verified CRC32C.
+    The sink checks nothing, so STREAMER_CHECKSUM=auto would fall back to
+    Content-MD5 against it; the servers it stands in for (SeaweedFS, AWS) verify
+    CRC32C, and a bench should measure the work streamer does against them."""
+    path = cache_home / "streamer" / "integrity.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    path.write_text(json.dumps({e: {"verified": ["crc32c"], "probed": now} for e in endpoints()}))
 
 
 def nginx_bin() -> str:

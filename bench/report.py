@@ -218,7 +218,10 @@ def render_md(doc: dict[str, Any]) -> str:
     w("- **streamer**: `streamer MANUAL bench-<n>` with STREAMER_WEBROOT=<tree>, S3_HOST_BASE="
       "the three endpoints joined by `|`, S3_ACCESS_KEY/S3_SECRET_KEY, STREAMER_BUCKET=bench, "
       "DATABASE_INSTALLATION_TYPE=None, STREAMER_MEMORY_BUDGET; success means exit 0 and a "
-      "manifest.json plus an archive of equal size in every region.")
+      "manifest.json plus an archive of equal size in every region. Against the null sink, "
+      "whose regions verify no checksum, the checksum negotiation (STREAMER_CHECKSUM=auto) is "
+      "seeded as if they verified CRC32C, as SeaweedFS and AWS do "
+      "(bench/nullsink.py `seed_integrity_cache`).")
     w("- **ADT**: `tar -C <tree> -czf <file> .` on local disk, then `s3cmd -c <cfg N> put "
       "<file> s3://bench/<key>` for each region in turn (path-style, signature v4, plain "
       "http, s3cmd's defaults otherwise); the file is deleted after the run.")

@@ -668,6 +668,10 @@ def streamer_env(t: Target, tree: Path, budget: str) -> dict[str, str]:
                S3_ACCESS_KEY=t.access_key, S3_SECRET_KEY=t.secret_key, S3_LOCATION=t.location,
                STREAMER_BUCKET=BUCKET, DATABASE_INSTALLATION_TYPE="None",
                STREAMER_MEMORY_BUDGET=budget)
+    if t.name == "nullsink":  # negotiate as against SeaweedFS or AWS (nullsink.seed_integrity_cache)
+        cache = WORK / "cache-nullsink"
+        nullsink.seed_integrity_cache(cache)
+        env["XDG_CACHE_HOME"] = str(cache)
     return env
 
 
