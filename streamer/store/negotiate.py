@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -78,10 +79,14 @@ def read_cached(path: Path, endpoint: str, now: datetime) -> Negotiated | None:
     return Negotiated(endpoint, verified, probed, cached=True)
 
 
+_WRITING = threading.Lock()  # the regions' probes end at once: one read-modify-write at a time
+
+
 def write_cached(path: Path, answer: Negotiated) -> None:
-    """Add ``answer`` to the cache (atomically; best effort)."""
+    """Add ``answer`` to the cache (atomically; best effort).  Another process
+    writing at the same moment may drop this answer: it costs a probe."""
     assert answer.probed is not None
-    with contextlib.suppress(OSError, ValueError):
+    with _WRITING, contextlib.suppress(OSError, ValueError):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             entries = json.loads(path.read_text())
@@ -90,7 +95,7 @@ def write_cached(path: Path, answer: Negotiated) -> None:
             entries = {}
         entries[answer.endpoint] = {"verified": sorted(answer.verified),
                                     "probed": answer.probed.isoformat()}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, path)
 

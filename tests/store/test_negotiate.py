@@ -13,6 +13,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from streamer.pipeline.chunker import PRODUCER, Part
 from streamer.readback.parts import check_part, plan_parts
 from streamer.settings.config import Region, Secret
 from streamer.store.base import PartBody
-from streamer.store.negotiate import CACHE_TTL, Negotiated, negotiate, read_cached
+from streamer.store.negotiate import CACHE_TTL, Negotiated, negotiate, read_cached, write_cached
 from streamer.store.retry import RetryPolicy
 from streamer.store.s3 import S3Store, open_store
 
@@ -136,3 +137,14 @@ async def test_a_flipped_byte_is_refused_with_the_chosen_checksum_or_caught_on_t
     finally:
         if upload_id:
             await server.abort_multipart(key, upload_id)
+
+
+def test_answers_written_at_once_are_all_kept(tmp_path: Path) -> None:
+    """The regions' probes end together: no answer is lost to another's write."""
+    path = tmp_path / "integrity.json"
+    now = datetime.now(UTC)
+    answers = [Negotiated(f"http://127.0.0.1:{9000 + i}", frozenset({"crc32c"}), now) for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda a: write_cached(path, a), answers))
+    assert all(read_cached(path, a.endpoint, now) is not None for a in answers)
+    assert sorted(os.listdir(tmp_path)) == ["integrity.json"]
