@@ -101,8 +101,9 @@ def parse_header(buf: bytes) -> Member | None:
     prefix = _nts(buf[345:500])
     if prefix:
         name = prefix + "/" + name
-    return Member(name, kind, mode, uid, gid, mtime * 1_000_000_000, _nts(buf[157:257]),
-                  size if kind is Kind.FILE else 0)
+    size = size if kind is Kind.FILE else 0
+    return Member(name, kind, mode, uid, gid, mtime * 1_000_000_000, _nts(buf[157:257]), size,
+                  None, size)
 
 
 def kind_of(ti: tarfile.TarInfo) -> Kind:
@@ -122,9 +123,10 @@ def kind_of(ti: tarfile.TarInfo) -> Kind:
 def from_tarinfo(ti: tarfile.TarInfo) -> Member:
     kind = kind_of(ti)
     sparse = tuple((int(o), int(n)) for o, n in ti.sparse) if ti.sparse is not None else None
-    size = sum(n for _, n in sparse) if sparse is not None else ti.size if kind is Kind.FILE else 0
+    real = ti.size if kind is Kind.FILE else 0
+    size = sum(n for _, n in sparse) if sparse is not None else real
     return Member(ti.name, kind, ti.mode, ti.uid, ti.gid, round(float(ti.mtime) * 1_000_000_000),
-                  ti.linkname, size, sparse, ti.size)
+                  ti.linkname, size, sparse, real)
 
 
 def padded(size: int) -> int:
