@@ -32,7 +32,7 @@ class FillerFailed(Exception):
     """The filling side raised; it re-raises the error itself."""
 
 
-_FAILED = object()  # in the full queue: the filler raised
+_FAILED: tuple[bytearray, int] = (bytearray(), -1)  # in the full queue: the filler raised
 _STOP = None  # in the free queue: the extractor ended
 
 
@@ -49,7 +49,7 @@ class BlockPipe:
         self._free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
         for _ in range(count):
             self._free.put(bytearray(size))
-        self._full: queue.SimpleQueue[tuple[bytearray, int] | object | None] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self._held: bytearray | None = None
         self._ended = False
         self._stopped = False
@@ -90,7 +90,7 @@ class BlockPipe:
         if item is _FAILED:
             self._ended = True
             raise FillerFailed()
-        buf, n = item  # type: ignore[misc]
+        buf, n = item
         self._held = buf
         return memoryview(buf)[:n]
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from streamer.readback.safety import Kind
 
@@ -122,7 +123,8 @@ def kind_of(ti: tarfile.TarInfo) -> Kind:
 
 def from_tarinfo(ti: tarfile.TarInfo) -> Member:
     kind = kind_of(ti)
-    sparse = tuple((int(o), int(n)) for o, n in ti.sparse) if ti.sparse is not None else None
+    segments = cast("list[tuple[int, int]] | None", ti.sparse)
+    sparse = tuple((int(o), int(n)) for o, n in segments) if segments is not None else None
     real = ti.size if kind is Kind.FILE else 0
     size = sum(n for _, n in sparse) if sparse is not None else real
     return Member(ti.name, kind, ti.mode, ti.uid, ti.gid, round(float(ti.mtime) * 1_000_000_000),
