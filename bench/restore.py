@@ -8,7 +8,7 @@ Backs each tree up once (`streamer backup`, zstd, into the regions of
 `scripts/regions`, started here if they are not running and stopped again),
 then restores it from region 1, the contenders interleaved run by run (the
 order rotated every repetition), each into a fresh empty directory on the
-same filesystem (bench/work/restore-out), removed between runs:
+same filesystem (bench/work/restore-out, or ``--target``), removed between runs:
 
 - **streamer**: `streamer restore manual B --webroot DIR --region 1`
   (every part and the whole stream checked, every member judged);
@@ -135,7 +135,7 @@ def bench_tree(name: str, tree: Path, args: argparse.Namespace, regions: Any) ->
         for rep in range(args.reps):
             turn = args.contenders[rep % len(args.contenders):] + args.contenders[:rep % len(args.contenders)]
             for kind in turn:
-                into = OUT / f"{name}-{kind}"
+                into = args.target / f"{name}-{kind}".replace(" ", "-")
                 shutil.rmtree(into, ignore_errors=True)
                 into.mkdir(parents=True)
                 wall, cpu, _ = run_timed(contender_argv(kind, bucket, key, regions.endpoints[0], into),
@@ -198,6 +198,8 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=None, help="small-files tree (default 50000)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5)")
     ap.add_argument("--contenders", default="streamer,aws,s5cmd")
+    ap.add_argument("--target", type=Path, default=OUT,
+                    help="where the trees are restored (default bench/work/restore-out; /dev/shm: tmpfs)")
     args = ap.parse_args()
     args.size = args.size or ("100MiB" if args.quick else "300MiB")
     args.files = args.files or (10_000 if args.quick else 50_000)
@@ -217,7 +219,8 @@ def main() -> int:
     table, goals = render(results, args.contenders)
     doc = {"title": "Restore from one region: streamer against the peer pipeline",
            "command": "bench/restore.py" + (" --quick" if args.quick else "")
-                      + f" --size {args.size} --files {args.files} --reps {args.reps}",
+                      + f" --size {args.size} --files {args.files} --reps {args.reps}"
+                      + f" --target {args.target}",
            "table_md": table, "goals": goals,
            "raw": [{**r, "runs": {c: [list(x) for x in v] for c, v in r["runs"].items()}}
                    for r in results]}
