@@ -7,7 +7,7 @@ as few, large pieces as it can write with one system call each.  Python's
 (docs/ARCHITECTURE.md, "A byte's way back"): every 128 KiB of data is read,
 joined and sliced in Python (three copies), a file is read a block at a
 time, every header's checksum is two 504-element ``struct`` tuples (13-37 us
-of the 34-46 us ``TarInfo.frombuf`` takes), and every member's ``TarInfo``
+of the 19-46 us ``TarInfo.frombuf`` takes), and every member's ``TarInfo``
 is kept until the end (memory grows with the number of files).
 
 ``TarCursor`` reads the blocks a ``BlockPipe`` hands over (blocks.py) and
