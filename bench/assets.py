@@ -12,6 +12,7 @@ copies made, bytes copied, and the peak RSS of the streamer process.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -25,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from s3util import RegionsEnv, load_regions_env, run_streamer  # noqa: E402
+
+from streamer.settings.values import parse_size  # noqa: E402
 
 
 def populate(regions: RegionsEnv, bucket: str, keys: list[str], size: int, tag: bytes) -> None:
@@ -67,12 +70,52 @@ def measure(name: str, env: dict[str, str], objects: int) -> dict[str, object]:
     return row
 
 
+def baseline_rss(env: dict[str, str]) -> float:
+    """Peak RSS (MiB) of backing up a one-file webroot: the baseline the budget adds to."""
+    with tempfile.TemporaryDirectory() as root, tempfile.NamedTemporaryFile("r") as times:
+        Path(root, "index.html").write_text("hello\n")
+        run = run_streamer(["backup", "manual", "baseline", "--quiet"],
+                           {**env, "STREAMER_WEBROOT": root, "DATABASE_INSTALLATION_TYPE": "None"},
+                           prefix=["/usr/bin/time", "-o", times.name, "-f", "%M"])
+        if run.code != 0:
+            raise SystemExit(f"baseline backup exited {run.code}: {run.stderr[-500:]}")
+        return int(times.read().split()[-1]) / 1024
+
+
+def convention(args: argparse.Namespace, rows: list[dict[str, object]], table: list[str],
+               baseline: float) -> dict[str, object]:
+    """The bench convention's document (bench/README.md): the goals of issue 13."""
+    first, second = rows[0], rows[1]
+    budget = parse_size("--budget", args.budget) / (1 << 20)
+    peak = max(float(str(r["rss_mib"])) for r in rows)
+    share = float(str(second["seconds"])) / float(str(first["seconds"]))
+    want = 2 * len(range(0, args.objects, 100))
+    ok = all(r["exit"] == 0 for r in rows)
+    goals = [
+        {"issue": 13, "goal": f"{args.objects:,} objects: peak RSS ≤ baseline + STREAMER_MEMORY_BUDGET",
+         "measured": f"peak {peak:.0f} MiB; limit {baseline:.0f} + {budget:.0f} MiB",
+         "pass": ok and peak <= baseline + budget},
+        {"issue": 13, "goal": "after 1% rewritten: about 1% copied (exactly those, into 2 regions)",
+         "measured": f"{second['copies']} copies of {want} expected",
+         "pass": ok and second["copies"] == want},
+        {"issue": 13, "goal": "after 1% rewritten: the run takes a small fraction (≤ 25%) of the first",
+         "measured": f"{second['seconds']:.1f} s / {first['seconds']:.1f} s = {100 * share:.1f}%",
+         "pass": ok and share <= 0.25},
+    ]
+    return {"title": "The assets buckets at scale (issue 13)",
+            "command": os.environ.get("BENCH_COMMAND") or " ".join(["bench/assets.py", *sys.argv[1:]]),
+            "table_md": "\n".join(table), "goals": goals, "rows": rows, "baseline_rss_mib": baseline}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--objects", type=int, default=20000)
+    ap.add_argument("--objects", type=int, help="default 20000; with --out 100000, with --quick 2000")
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--budget", default="64MiB")
+    ap.add_argument("--out", type=Path, help="also write the bench convention's JSON with issue 13's goals")
+    ap.add_argument("--quick", action="store_true", help="2,000 objects")
     args = ap.parse_args()
+    args.objects = args.objects or (2000 if args.quick else 100_000 if args.out else 20000)
     regions = load_regions_env()
     tag = uuid.uuid4().hex[:8]
     url = f"bench{tag}.example"
@@ -95,12 +138,17 @@ def main() -> None:
     finally:
         for b in (bucket, backups):
             empty(regions, b)
-    print(f"\n{args.objects} objects of {args.size} B, 2 target regions, budget {args.budget}\n")
-    print("| run | exit | wall s | CPU s | objects/s | copies | MB copied | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['run']} | {r['exit']} | {r['seconds']:.1f} | {r['cpu_s']:.1f} | "
-              f"{r['objects_per_s']:.0f} | {r['copies']} | {r['copied_mb']:.1f} | {r['rss_mib']:.0f} |")
+    table = [f"{args.objects} objects of {args.size} B, 2 target regions, budget {args.budget}\n",
+             "| run | exit | wall s | CPU s | objects/s | copies | MB copied | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    table += [f"| {r['run']} | {r['exit']} | {r['seconds']:.1f} | {r['cpu_s']:.1f} | "
+              f"{r['objects_per_s']:.0f} | {r['copies']} | {r['copied_mb']:.1f} | {r['rss_mib']:.0f} |"
+              for r in rows]
+    print("\n" + "\n".join(table))
+    if args.out:
+        baseline = baseline_rss({**env, "STREAMER_BUCKET": backups})
+        empty(regions, backups)
+        args.out.write_text(json.dumps(convention(args, rows, table, baseline), indent=1) + "\n")
 
 
 if __name__ == "__main__":

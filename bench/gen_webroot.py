@@ -34,6 +34,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,6 +362,129 @@ def make_plan(total: int, seed: int, text_fraction: float) -> tuple[list[Entry],
 
 
 # ---------------------------------------------------------------------------
+# the other kinds (issue 12, point 6): a CMS with caches, and the text-only
+# webroot of an ADT host whose media live in S3 (PERSIST_ASSETS_TO_DATASTORE=1)
+
+KINDS = ("mixed", "cms", "text")
+DEFAULT_CMS_FILES = 300_000
+DEFAULT_TEXT_SIZE = "400MiB"
+Plan = tuple[list[Entry], list[str], list[tuple[str, str]]]
+
+
+class _Planner:
+    """Entries with unique paths and fixed mtimes, drawn from one rng."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.entries: list[Entry] = []
+        self.used: set[str] = set()
+        self.bytes = 0
+
+    def add(self, path: str, kind: str, size: int) -> None:
+        base, dot, ext = path.rpartition(".")
+        i = 2
+        while path in self.used:
+            path = f"{base}-{i}{dot}{ext}"
+            i += 1
+        self.used.add(path)
+        self.entries.append(Entry(path, kind, size, BASE_MTIME + self.rng.randrange(0, 3 * 365 * 86400)))
+        self.bytes += size
+
+    def full(self, files: int | None, budget: int | None, start: tuple[int, int]) -> bool:
+        if files is not None and len(self.entries) - start[0] >= files:
+            return True
+        return budget is not None and self.bytes - start[1] >= budget
+
+
+def _small_size(rng: random.Random, median: int) -> int:
+    """A few hundred bytes to a few KB, as cache entries and small sources are."""
+    return int(min(24_000, max(120, rng.lognormvariate(0, 0.9) * median)))
+
+
+def _add_code(p: _Planner, files: int | None, budget: int | None, scale: float) -> None:
+    """Core, theme and plugin sources in deep vendor trees; ``scale`` shrinks the sizes."""
+    rng = p.rng
+    roots = ["wp-admin/includes", "wp-includes/js/dist/vendor", "wp-includes/blocks/navigation",
+             "wp-includes/rest-api/endpoints", "wp-includes/sodium_compat/src/Core/Curve25519/Ge"]
+    for i in range(60):
+        plug = f"wp-content/plugins/{rng.choice(WORDS)}-{rng.choice(WORDS)}-{i}"
+        vendor = f"{plug}/vendor/{rng.choice(WORDS)}/{rng.choice(WORDS)}-{rng.choice(WORDS)}/src"
+        roots += [plug, f"{plug}/includes/admin", f"{plug}/assets/js/build",
+                  f"{vendor}/{rng.choice(WORDS).title()}", f"{vendor}/{rng.choice(WORDS).title()}/"
+                  f"{rng.choice(WORDS).title()}/{rng.choice(WORDS).title()}"]
+    for i in range(6):
+        theme = f"wp-content/themes/{rng.choice(WORDS)}-{i}"
+        roots += [theme, f"{theme}/template-parts/blocks", f"{theme}/assets/css/components"]
+    langs, weights = ("php", "js", "css", "html", "json", "po", "svg"), (50, 22, 12, 3, 5, 4, 4)
+    median = {"php": 5000, "js": 6000, "css": 4000, "html": 3000, "json": 1500, "po": 9000,
+              "svg": 2000}
+    start = (len(p.entries), p.bytes)
+    while not p.full(files, budget, start):
+        lang = rng.choices(langs, weights)[0]
+        stem = _ident(rng, "kebab" if lang != "php" else rng.choice(("kebab", "snake")))
+        p.add(f"{rng.choice(roots)}/{stem}.{TEXT_EXT[lang]}", lang,
+              _small_size(rng, int(median[lang] * scale)))
+
+
+CACHES = {  # what a CMS's caches hold: (language, median size, weight)
+    "page": ("html", 2500, 25),       # full-page cache, one index.html per URL
+    "fragment": ("html", 700, 20),    # block and fragment cache
+    "object": ("php", 500, 30),       # object cache: serialized arrays in .php files
+    "twig": ("php", 1800, 15),        # compiled templates
+    "minify": ("js", 3000, 10),       # minified, concatenated assets (js or css)
+}
+
+
+def _add_caches(p: _Planner, files: int | None, budget: int | None) -> None:
+    """wp-content/cache/...: hashed fan-out directories and per-URL page trees."""
+    rng = p.rng
+    kinds = list(CACHES)
+    weights = [CACHES[k][2] for k in kinds]
+    hosts = ["www.example.org", "example.org", "shop.example.org"]
+    sections = [rng.choice(WORDS) for _ in range(40)]
+    start = (len(p.entries), p.bytes)
+    while not p.full(files, budget, start):
+        kind = rng.choices(kinds, weights)[0]
+        lang, median, _w = CACHES[kind]
+        h = f"{rng.getrandbits(128):032x}"
+        if kind == "page":
+            slug = _ident(rng, "kebab")
+            path = (f"wp-content/cache/page/{rng.choice(hosts)}/{rng.choice(sections)}/"
+                    f"{rng.randint(2019, 2024)}/{rng.randint(1, 12):02d}/{slug}/index.html")
+        elif kind == "fragment":
+            path = f"wp-content/cache/blocks/{h[:2]}/{h}.html"
+        elif kind == "object":
+            path = f"wp-content/cache/object/{rng.choice(sections)}/{h[:2]}/{h}.php"
+        elif kind == "twig":
+            path = f"wp-content/cache/twig/{h[:2]}/{h}.php"
+        else:
+            lang = rng.choice(("js", "css"))
+            path = f"wp-content/cache/minify/{h[:12]}.min.{lang}"
+        p.add(path, lang, _small_size(rng, median))
+
+
+def make_cms_plan(files: int, seed: int) -> Plan:
+    """``files`` small files: 30% sources, 70% cache entries, deep directories."""
+    p = _Planner(random.Random(f"webroot-cms/{files}/{seed}/{GEN_VERSION}"))
+    for name in ("index.php", "wp-config.php", "wp-load.php", ".htaccess"):
+        p.add(name, "php", 1200)
+    _add_code(p, int(files * 0.3) - len(p.entries), None, scale=0.25)
+    _add_caches(p, files - len(p.entries), None)
+    return p.entries, ["wp-content/upgrade", "wp-content/cache/tmp"], []
+
+
+def make_text_plan(total: int, seed: int) -> Plan:
+    """``total`` bytes of code (75%) and cached pages (25%), no media at all."""
+    p = _Planner(random.Random(f"webroot-textonly/{total}/{seed}/{GEN_VERSION}"))
+    for name in ("index.php", "wp-config.php", "wp-load.php", ".htaccess"):
+        p.add(name, "php", 1200)
+    _add_code(p, None, int(total * 0.75) - p.bytes, scale=1.0)
+    _add_caches(p, None, total - p.bytes)
+    # the mount point of the media, left empty as the exclude leaves it
+    return p.entries, ["wp-content/uploads", "wp-content/upgrade"], []
+
+
+# ---------------------------------------------------------------------------
 # writing
 
 
@@ -369,8 +493,15 @@ def _random_bytes(rng: random.Random, n: int) -> bytes:
 
 
 def generate(dest: Path, total: int, seed: int, text_fraction: float) -> dict[str, object]:
-    t0 = time.monotonic()
     entries, empty_dirs, symlinks = make_plan(total, seed, text_fraction)
+    stats = write_plan(dest, entries, empty_dirs, symlinks, seed)
+    stats.update(requested_bytes=total, text_fraction=text_fraction)
+    return stats
+
+
+def write_plan(dest: Path, entries: list[Entry], empty_dirs: list[str],
+               symlinks: list[tuple[str, str]], seed: int) -> dict[str, object]:
+    t0 = time.monotonic()
     text_rng = random.Random(f"webroot-text/{seed}/{GEN_VERSION}")
     maker = TextMaker(text_rng)
     media_rng = random.Random(f"webroot-media/{seed}/{GEN_VERSION}")
@@ -417,8 +548,6 @@ def generate(dest: Path, total: int, seed: int, text_fraction: float) -> dict[st
     return {
         "generator_version": GEN_VERSION,
         "seed": seed,
-        "requested_bytes": total,
-        "text_fraction": text_fraction,
         "files": nfiles["text"] + nfiles["media"],
         "text_files": nfiles["text"],
         "media_files": nfiles["media"],
@@ -438,8 +567,39 @@ def tree_name(total: int, seed: int, text_fraction: float) -> str:
 
 def ensure_tree(total: int, seed: int = 1, text_fraction: float = 0.15, force: bool = False,
                 cache: Path = CACHE, quiet: bool = False) -> tuple[Path, dict[str, object]]:
-    """Return (path, stats) of the cached tree, generating it first if needed."""
-    name = tree_name(total, seed, text_fraction)
+    """Return (path, stats) of the cached mixed tree, generating it first if needed."""
+    return _ensure(tree_name(total, seed, text_fraction),
+                   lambda dest: generate(dest, total, seed, text_fraction), force, cache, quiet)
+
+
+def ensure_kind(kind: str, size: int | None = None, files: int | None = None, seed: int = 1,
+                force: bool = False, cache: Path = CACHE, quiet: bool = False
+                ) -> tuple[Path, dict[str, object]]:
+    """(path, stats) of a tree of one of KINDS: ``mixed`` and ``text`` by ``size``
+    (bytes), ``cms`` by ``files``; generated first if not cached."""
+    if kind == "mixed":
+        return ensure_tree(size or parse_size("200MiB"), seed, force=force, cache=cache, quiet=quiet)
+    if kind == "cms":
+        n = files or DEFAULT_CMS_FILES
+        plan = make_cms_plan
+        name, arg = f"cms-{n}f-s{seed}-v{GEN_VERSION}", n
+    elif kind == "text":
+        n = size or parse_size(DEFAULT_TEXT_SIZE)
+        plan = make_text_plan
+        name, arg = f"text-{fmt_size(n)}-s{seed}-v{GEN_VERSION}", n
+    else:
+        raise ValueError(f"unknown tree kind {kind!r} (known: {', '.join(KINDS)})")
+
+    def make(dest: Path) -> dict[str, object]:
+        stats = write_plan(dest, *plan(arg, seed), seed)
+        stats.update(kind=kind, requested=arg)
+        return stats
+
+    return _ensure(name, make, force, cache, quiet)
+
+
+def _ensure(name: str, make: Callable[[Path], dict[str, object]], force: bool, cache: Path,
+            quiet: bool) -> tuple[Path, dict[str, object]]:
     dest = cache / name
     meta = cache / f"{name}.json"
     if dest.is_dir() and meta.is_file() and not force:
@@ -450,7 +610,7 @@ def ensure_tree(total: int, seed: int = 1, text_fraction: float = 0.15, force: b
     tmp.mkdir()
     if not quiet:
         print(f"gen_webroot: generating {name} ...", file=sys.stderr)
-    stats = generate(tmp, total, seed, text_fraction)
+    stats = make(tmp)
     shutil.rmtree(dest, ignore_errors=True)
     meta.unlink(missing_ok=True)
     os.rename(tmp, dest)
@@ -465,20 +625,36 @@ def ensure_tree(total: int, seed: int = 1, text_fraction: float = 0.15, force: b
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="200MiB", help="total bytes of regular files (200MiB, 2GiB)")
+    ap.add_argument("--kind", choices=KINDS, default="mixed",
+                    help="mixed: code and media by --size (the 1 GiB bench tree); cms: --files "
+                         "small files, sources and caches; text: --size of code and cached "
+                         "pages, media excluded")
+    ap.add_argument("--text-only", dest="kind", action="store_const", const="text",
+                    help="the same as --kind text")
+    ap.add_argument("--size", help=f"total bytes of regular files (mixed: 200MiB, text: "
+                                   f"{DEFAULT_TEXT_SIZE}; 2GiB)")
+    ap.add_argument("--files", type=int, help=f"number of files (cms: {DEFAULT_CMS_FILES})")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--text-fraction", type=float, default=0.15,
-                    help="share of the bytes in text (code) files; the rest is media")
+                    help="mixed: share of the bytes in text (code) files; the rest is media")
     ap.add_argument("--cache", type=Path, default=CACHE, help="where trees are kept")
     ap.add_argument("--force", action="store_true", help="regenerate even if cached")
     a = ap.parse_args()
     try:
-        total = parse_size(a.size)
+        total = parse_size(a.size) if a.size else None
     except ValueError as e:
         ap.error(str(e))
     if not 0 <= a.text_fraction <= 1:
         ap.error("--text-fraction must be within 0..1")
-    path, _stats = ensure_tree(total, a.seed, a.text_fraction, a.force, a.cache)
+    if a.files is not None and (a.kind != "cms" or a.files < 1):
+        ap.error("--files goes with --kind cms, and is at least 1")
+    if a.size and a.kind == "cms":
+        ap.error("--kind cms is sized by --files, not --size")
+    if a.kind == "mixed":
+        path, _stats = ensure_tree(total or parse_size("200MiB"), a.seed, a.text_fraction,
+                                   a.force, a.cache)
+    else:
+        path, _stats = ensure_kind(a.kind, total, a.files, a.seed, a.force, a.cache)
     print(path)
     return 0
 

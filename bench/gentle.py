@@ -176,12 +176,48 @@ def neighbour(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "raw": {"neighbour": figures, "backup_wall": walls}}
 
 
+def convention(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The bench convention's document (bench/README.md) of the parts that ran."""
+    md: list[str] = []
+    goals = []
+    bw = parts.get("bwlimit")
+    if bw:
+        md += [f"STREAMER_BWLIMIT={bw['limit']}, {bw['size']} incompressible, 3 SeaweedFS regions\n",
+               "| run | exit | wall s | upload phase s | MiB/s held | deviation % |",
+               "|---|---|---|---|---|---|"]
+        md += [f"| {i + 1} | {r['exit']} | {r['wall_s']} | {r['upload_phase_s']} | {r['rate_mib_s']} | "
+               f"{r['deviation_pct']:+.2f} |" for i, r in enumerate(bw["runs"])]
+        md.append("")
+        goals.append({"issue": 12, "goal": f"STREAMER_BWLIMIT ({bw['limit']}/s) held within ±5% over the "
+                      "upload phase", "measured": f"worst {bw['worst_deviation_pct']:+.2f}% of "
+                      f"{len(bw['runs'])} runs", "pass": bool(bw["within_5pct"]) and
+                      all(r["exit"] == 0 for r in bw["runs"])})
+    nb = parts.get("neighbour")
+    if nb:
+        on, off = nb["neighbour_beside_nice_on_pct"], nb["neighbour_beside_nice_off_pct"]
+        md += [f"A CPU-bound neighbour on CPU {nb['cpus']} for {nb['window_s']} s, beside a backup of "
+               f"{Path(nb['tree']).name} on the same CPU (median of {nb['reps']})\n",
+               "| | neighbour's rate, % of alone | backup wall s |", "|---|---|---|",
+               f"| backup alone | — | {nb['backup_wall_alone_s']} |",
+               f"| beside a backup, STREAMER_NICE=off | {off} | {nb['backup_wall_off_s']} |",
+               f"| beside a backup, STREAMER_NICE=on | {on} | {nb['backup_wall_on_s']} |", ""]
+        goals.append({"issue": 12, "goal": "what a backup costs a CPU-bound neighbour: less with "
+                      "STREAMER_NICE=on than off", "measured": f"the neighbour keeps {on}% of its rate "
+                      f"(nice on) vs {off}% (off)", "pass": on > off})
+    return {"title": "Gentle on a live host: bandwidth limit and neighbour cost (issue 12, point 4)",
+            "command": os.environ.get("BENCH_COMMAND") or " ".join(["bench/gentle.py", *sys.argv[1:]]),
+            "table_md": "\n".join(md), "goals": goals, "raw": parts}
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--as-streamer":
         traced_streamer(Path(sys.argv[2]), sys.argv[3:])
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="what", required=True)
+    ap.add_argument("--out", type=Path, help="write the bench convention's JSON (both parts when no "
+                    "part is named)")
+    ap.add_argument("--quick", action="store_true", help="with --out and no part: smaller and fewer runs")
+    sub = ap.add_subparsers(dest="what")
     bw = sub.add_parser("bwlimit")
     bw.add_argument("--size", default="120MiB")
     bw.add_argument("--limit", default="20MiB")
@@ -193,14 +229,25 @@ def main() -> None:
     nb.add_argument("--reps", type=int, default=3)
     nb.add_argument("--window", type=float, default=15.0, help="seconds the neighbour runs")
     args = ap.parse_args()
+    if args.what is None and args.out is None:
+        ap.error("name a part (bwlimit, neighbour), or give --out to run both")
+    q = args.quick
+    jobs = {args.what: args} if args.what else {
+        "bwlimit": argparse.Namespace(size="60MiB" if q else "120MiB", limit="20MiB", reps=2 if q else 3),
+        "neighbour": argparse.Namespace(size="100MiB" if q else "300MiB", text=0.8, cpus="0",
+                                        reps=1 if q else 3, window=10.0 if q else 15.0)}
     regions = load_regions_env()
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="streamer-gentle-") as tmp:
         try:
-            result = (bwlimit if args.what == "bwlimit" else neighbour)(args, Path(tmp))
+            for what, a in jobs.items():
+                results[what] = (bwlimit if what == "bwlimit" else neighbour)(a, Path(tmp))
         finally:
             for name in BUCKETS:
                 regions.delete_bucket_everywhere(name)
-    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(convention(results), indent=1) + "\n")
+    print(json.dumps(results[args.what] if args.what else results, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import report_extras  # noqa: E402
+
 MAIN = ["streamer", "streamer-age", "adt", "aws", "s5cmd", "rclone", "producer"]
 PEERS = ["adt", "aws", "s5cmd", "rclone"]
 MiB = 1 << 20
@@ -200,6 +204,11 @@ def render_md(doc: dict[str, Any]) -> str:
         w(f"| {_md(goal)} | {_md(measured)} | {verdict} |")
     w("")
 
+    for line in issue12(doc, G, sink):
+        w(line)
+    for line in report_extras.sections(doc):
+        w(line)
+
     w("## Versions\n")
     for k, v in meta.get("versions", {}).items():
         w(f"- {k}: `{v}`")
@@ -325,6 +334,20 @@ def goals(doc: dict[str, Any], G: dict[tuple[str, str], Group], sink: str
     return res
 
 
+def issue12(doc: dict[str, Any], G: dict[tuple[str, str], Group], sink: str) -> list[str]:
+    """The goals of issue 12, with issue 11's and 13's: this run's and the extras'."""
+    def get(c: str, t: str) -> Group | None:
+        g = G.get((c, t))
+        return g if g is not None and g.has else None
+
+    tees = [(c, g) for c in ("aws", "s5cmd", "rclone") if (g := get(c, sink))]
+    best = min(tees, key=lambda x: x[1].wall.med) if tees else None
+    rows = report_extras.floor_rows(doc, get("streamer", sink), get("producer", "-"), best)
+    enc = _encryption_goal(get("streamer-age", sink), get("streamer", sink))
+    rows.append((11, *enc))
+    return report_extras.table(report_extras.goal_rows(doc, rows))
+
+
 def parse_budget(text: str) -> int:
     sys.path.insert(0, str(HERE))
     import gen_webroot
@@ -396,6 +419,8 @@ def render_png(doc: dict[str, Any], path: Path) -> None:
 
 def render(doc: dict[str, Any], outdir: Path = HERE) -> None:
     (outdir / "RESULTS.md").write_text(render_md(doc))
+    if not doc.get("runs"):
+        return  # the extras alone: no contender to plot
     try:
         render_png(doc, outdir / "results.png")
     except ImportError as e:

@@ -77,6 +77,7 @@ TIME = "/usr/bin/time"
 AWS = "/usr/bin/aws"
 S3CMD = "/usr/bin/s3cmd"
 RCLONE = "/usr/bin/rclone"
+TASKSET = "/usr/bin/taskset"
 # BENCH_STREAMER: another streamer executable to measure (e.g. an older build)
 STREAMER = os.environ.get("BENCH_STREAMER") or str(REPO / ".venv" / "bin" / "streamer")
 
@@ -699,7 +700,10 @@ class TreeInfo:
 
 
 def prepare_tree(size: int, seed: int) -> TreeInfo:
-    path, stats = gen_webroot.ensure_tree(size, seed)
+    return tree_info(*gen_webroot.ensure_tree(size, seed))
+
+
+def tree_info(path: Path, stats: dict[str, Any]) -> TreeInfo:
     # warm the page cache and learn the size of the zstd stream (not measured)
     tar = subprocess.Popen([TAR, "-C", str(path), "-cf", "-", "."], stdout=subprocess.PIPE,
                            env=base_env())
@@ -724,6 +728,10 @@ class Bench:
         self.failed: dict[tuple[str, str], str] = {}
         self.seq = 0
         self.session = f"{time.strftime('%Y%m%dT%H%M%S')}-{random.randrange(16**4):04x}"
+        # for bench/scale.py: CPUs every process is pinned to (taskset -c), and
+        # settings added to streamer's environment (a database to dump)
+        self.pin: str | None = None
+        self.streamer_env: dict[str, str] = {}
 
     def one(self, rep: int, target: Target | None, contender: str, tree: TreeInfo,
             variant: str | None = None, regions: int | None = None) -> None:
@@ -755,6 +763,12 @@ class Bench:
                                     encrypt=contender == "streamer-age")
         else:
             raise ValueError(contender)
+        for st in stages:
+            for spec in st.specs:
+                if spec.name == "streamer":
+                    spec.env.update(self.streamer_env)
+                if self.pin:
+                    spec.argv = [TASKSET, "-c", self.pin, *spec.argv]
         log_off = nullsink.log_size() if t and t.name == "nullsink" else 0
         log(f"rep {rep} {name} @ {tname} ...")
         m = execute(stages, self.args.timeout, f"{uid}-{name}-{tname}")

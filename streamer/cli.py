@@ -33,6 +33,7 @@ from streamer.cli_support import (
     PERIODICITY_NAMES,
     RESTORE_HELP,
     VERIFY_HELP,
+    VersionOpt,
     be_gentle,
     config_from,
     guarded,
@@ -101,7 +102,8 @@ AtOpt = Annotated[str | None, typer.Option("--at", help="The run's stamp (YYYYMM
 
 
 @app.callback()
-def main_callback(ctx: typer.Context, debug: DebugOpt = False) -> None:
+def main_callback(ctx: typer.Context, debug: DebugOpt = False,
+                  version: VersionOpt = False) -> None:
     ctx.obj = Options(debug=debug)
 
 

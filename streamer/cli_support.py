@@ -15,11 +15,12 @@ import signal
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import anyio
 import typer
 
+from streamer import __version__
 from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, StreamerError
 from streamer.model import Periodicity, parse_build_identifier
 from streamer.process import lower_priority
@@ -247,6 +248,16 @@ def tune_malloc() -> None:
 
 
 PERIODICITY_NAMES = {p.name for p in Periodicity}
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+VersionOpt = Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print streamer's version and exit.")]
 
 
 def optional_scope(periodicity: str | None, build_identifier: str | None

@@ -15,24 +15,28 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streamer.commands.assets import AssetsResult
-from streamer.commands.assets_restore import AssetsRestoreReport
-from streamer.commands.backup import BackupOutcome
-from streamer.commands.check import CheckResult
-from streamer.commands.cleanup import CleanupResult
-from streamer.commands.common import PruneResult, SeriesCleanup
-from streamer.commands.heal import HealResult
-from streamer.commands.list import ListResult
 from streamer.errors import EXIT_FAILED
-from streamer.housekeeping.heal_plan import RunId
-from streamer.layout.catalog import RunListing
-from streamer.model import BackupResult, Observer
-from streamer.readback.restore import FailedAttempt, RestoreReport
-from streamer.readback.verify import VerifyReport
-from streamer.report.progress import LogProgress, TerminalProgress
-from streamer.settings.config import Config
+
+# Types only: the renderers are imported by every command, and the results'
+# modules (restore, rich's progress table...) only by the command that runs
+# (start-up time: docs/ARCHITECTURE.md, "Start-up and tear-down").
+if TYPE_CHECKING:
+    from streamer.commands.assets import AssetsResult
+    from streamer.commands.assets_restore import AssetsRestoreReport
+    from streamer.commands.backup import BackupOutcome
+    from streamer.commands.check import CheckResult
+    from streamer.commands.cleanup import CleanupResult
+    from streamer.commands.common import PruneResult, SeriesCleanup
+    from streamer.commands.heal import HealResult
+    from streamer.commands.list import ListResult
+    from streamer.housekeeping.heal_plan import RunId
+    from streamer.layout.catalog import RunListing
+    from streamer.model import BackupResult, Observer
+    from streamer.readback.restore import FailedAttempt, RestoreReport
+    from streamer.readback.verify import VerifyReport
+    from streamer.settings.config import Config
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ def make_observer(config: Config, quiet: bool = False) -> Observer | None:
     """A live table on a terminal, plain progress lines off it, nothing when quiet."""
     if quiet:
         return None
+    from streamer.report.progress import LogProgress, TerminalProgress
     if sys.stderr.isatty():
         return TerminalProgress()
     return LogProgress(config.progress_interval)
@@ -159,6 +164,7 @@ def restore_lines(report: RestoreReport) -> list[Line]:
     out = [Line(f"streamer: {problem}; using the other regions", err=True)
            for problem in report.unreachable]
     where = f"{report.what}/{report.stamp}"
+    from streamer.readback.restore import FailedAttempt
     for event in report.events:
         if isinstance(event, FailedAttempt):
             out.append(Line(_failed_attempt(event), err=True))

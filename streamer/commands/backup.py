@@ -13,7 +13,7 @@ keeps more than one run.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +22,16 @@ import anyio
 
 from streamer import model
 from streamer.commands.assets import AssetsResult, assets_run
-from streamer.commands.common import PruneResult, SeriesCleanup, clean_series, prune_all
+from streamer.commands.common import (
+    PruneResult,
+    SeriesCleanup,
+    Surveyed,
+    clean_series,
+    prune_all,
+    survey_all,
+)
 from streamer.commands.heal import HealRequest, HealResult, heal_clients
-from streamer.db import prepare_dump
+from streamer.db import PendingDump
 from streamer.errors import EXIT_FAILED, EXIT_PARTIAL, StreamerError
 from streamer.housekeeping.lease import Holder, new_holder
 from streamer.housekeeping.lock import BackupLock, hold_lock
@@ -87,54 +94,88 @@ async def backup(request: BackupRequest) -> BackupOutcome:
     started = datetime.now(UTC)
     try:
         # One store per region for the whole run: the lock, cleanup, the
-        # upload and retention share its connections (each call says how
-        # quickly it gives up on a dead region: LOCK_POLICY, CATALOG_READS).
+        # upload, heal and retention share its connections (each call says
+        # how quickly it gives up on a dead region: LOCK_POLICY, CATALOG_READS).
+        # The database's preflight runs beside the regions' checks
+        # (docs/ARCHITECTURE.md, "Start-up and tear-down").
         async with open_stores(config, bucket=bucket) as all_clients:
-            regions = await preflight_regions(all_clients, config.stall_timeout,
-                                              bool(config.object_lock_days),
-                                              tuple(layout.extra_buckets(series.periodicity)))
-            require_quorum(regions, config.effective_quorum)
-            clients = _drop(regions, {}, config.effective_quorum)
-            lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,
-                              new_holder(model.stamp(started), request.ops.lock_lease, started))
-            async with hold_lock(lock):
-                outcome.taken_over = list(lock.taken_over)
-                clients = _drop(regions, lock.unanswered, config.effective_quorum)
-                outcome.cleanup = await clean_series(clients, layout, series,
-                                                     request.ops.cleanup_horizon,
-                                                     SeriesCleanup(series,
-                                                                   delete_runs=config.prune),
-                                                     config.stall_timeout)
-                clients = _drop(regions, outcome.cleanup.stalled, config.effective_quorum)
-                async with contextlib.AsyncExitStack() as stack:
-                    extra: list[tuple[ProcessSource, dict[str, Any]]] = []
-                    if config.database.engine != "none":
-                        dump = await stack.enter_async_context(prepare_dump(config.database))
-                        extra.append((dump.source, dump.info.to_manifest()))
-                    result = outcome.result = await run_backup(
-                        config, series.periodicity, series.build, extra_sources=extra,
-                        observer=request.observer, now=started, layout=layout,
-                        regions=regions)
-                if result.exit_code != EXIT_FAILED:
-                    outcome.heal = await _heal_after(request, layout, clients, result)
-                if result.exit_code != EXIT_FAILED and layout.no_retention is None \
-                        and config.prune:
-                    # Only where this run committed: elsewhere the older runs
-                    # may be all that region has (it is healed first).
-                    committed = {r.index for r in result.committed}
-                    with anyio.CancelScope(shield=True):
-                        retention = outcome.retention = await prune_all(
-                            config, layout, [c for c in clients if c.index in committed],
-                            [series])
-                    if retention.errors:
-                        result.warnings.append("retention incomplete (see above); "
-                                               "`streamer prune` retries it")
-            if outcome.result is not None and outcome.result.exit_code != EXIT_FAILED \
+            clients: list[ObjectStore] = []
+            async with anyio.create_task_group() as tg:
+                pending = None
+                if config.database.engine != "none":
+                    pending = PendingDump(config.database)
+                    tg.start_soon(pending.hold)
+                try:  # errors kept here: the task group would wrap them in an ExceptionGroup
+                    clients = await _locked_run(request, layout, all_clients, outcome, started,
+                                                pending)
+                except StreamerError as e:
+                    outcome.error = e
+                finally:
+                    if pending is not None:
+                        with anyio.CancelScope(shield=True):
+                            try:
+                                await pending.close()
+                            except StreamerError as e:
+                                outcome.error = outcome.error or e
+            if outcome.error is None and outcome.result is not None \
+                    and outcome.result.exit_code != EXIT_FAILED \
                     and config.assets.runs_with(series.periodicity):
                 outcome.assets = await _assets_after(request, clients, outcome.result, started)
     except StreamerError as e:
         outcome.error = e
     return outcome
+
+
+async def _locked_run(request: BackupRequest, layout: Layout, all_clients: list[ObjectStore],
+                      outcome: BackupOutcome, started: datetime,
+                      pending: PendingDump | None) -> list[ObjectStore]:
+    """Bucket check, then the lock with the cleanup's listing beside it,
+    cleanup, the run, heal and retention, in the lock; the stores of the
+    regions still in the run.  Long: the phases of a backup in order, each
+    dropping the regions that failed it (``_drop``)."""
+    config, series = request.config, request.series
+    quorum = config.effective_quorum
+    regions = await preflight_regions(all_clients, config.stall_timeout,
+                                      bool(config.object_lock_days),
+                                      tuple(layout.extra_buckets(series.periodicity)))
+    require_quorum(regions, quorum)
+    clients = _drop(regions, {}, quorum)
+    lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,
+                      new_holder(model.stamp(started), request.ops.lock_lease, started))
+    surveyed: Surveyed = {}
+    listing = functools.partial(survey_all, clients, layout, series, config.prune,
+                                config.stall_timeout, surveyed, lock)
+    async with hold_lock(lock, beside=listing):
+        outcome.taken_over = list(lock.taken_over)
+        clients = _drop(regions, lock.unanswered, quorum)
+        outcome.cleanup = await clean_series(clients, layout, series,
+                                             request.ops.cleanup_horizon,
+                                             SeriesCleanup(series, delete_runs=config.prune),
+                                             config.stall_timeout, surveyed)
+        clients = _drop(regions, outcome.cleanup.stalled, quorum)
+        extra: list[tuple[ProcessSource, dict[str, Any]]] = []
+        if pending is not None:
+            dump = await pending.get()
+            extra.append((dump.source, dump.info.to_manifest()))
+        result = outcome.result = await run_backup(
+            config, series.periodicity, series.build, extra_sources=extra,
+            observer=request.observer, now=started, layout=layout, regions=regions)
+        if pending is not None:
+            await pending.close()  # the snapshot is not held through heal and retention
+        if result.exit_code != EXIT_FAILED:
+            outcome.heal = await _heal_after(request, layout, clients, result)
+        if result.exit_code != EXIT_FAILED and layout.no_retention is None and config.prune:
+            # Only where this run committed: elsewhere the older runs
+            # may be all that region has (it is healed first).
+            committed = {r.index for r in result.committed}
+            with anyio.CancelScope(shield=True):
+                retention = outcome.retention = await prune_all(
+                    config, layout, [c for c in clients if c.index in committed], [series],
+                    outcome.heal.listed_unchanged() if outcome.heal else None)
+            if retention.errors:
+                result.warnings.append("retention incomplete (see above); "
+                                       "`streamer prune` retries it")
+    return clients
 
 
 async def _heal_after(request: BackupRequest, layout: Layout, clients: list[ObjectStore],
@@ -153,7 +194,8 @@ async def _heal_after(request: BackupRequest, layout: Layout, clients: list[Obje
     targets = frozenset(r.index for r in result.committed)
     try:
         healed = await heal_clients(request.config, layout, clients, [request.series],
-                                    HealRequest(check_etags=False, targets=targets, limit=limit))
+                                    HealRequest(check_etags=False, targets=targets, limit=limit,
+                                                keep_listings=True))
     except StreamerError as e:
         result.warnings.append(f"heal: {e}")
         return None

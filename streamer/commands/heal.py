@@ -66,6 +66,7 @@ class HealRequest:
     check_etags: bool = True  # a copy whose ETag is not its parts' is read in full
     targets: frozenset[int] | None = None  # heal only into these regions (None: all)
     limit: float = 0.0  # seconds for the whole heal (0: unbounded)
+    keep_listings: bool = False  # HealResult.listings (a backup's retention reuses them)
 
 
 @dataclass
@@ -94,6 +95,18 @@ class HealResult:
     limit_reached: bool = False
     budget_limit: int = 0
     budget_peak: int = 0
+    # Every region's runs of each series as heal listed them (a backup's
+    # retention reuses them where heal copied nothing: ``listed_unchanged``).
+    listings: dict[Series, dict[int, list[RunListing]]] = field(default_factory=dict)
+
+    def listed_unchanged(self) -> dict[tuple[Series, int], list[RunListing]]:
+        """The listings still true after heal: of the regions it copied nothing
+        into, unless its time limit cut it short."""
+        if self.limit_reached:
+            return {}
+        written = {c.copy.target for c in self.copies}
+        return {(s, i): runs for s, by_region in self.listings.items()
+                for i, runs in by_region.items() if i not in written}
 
     @property
     def healed(self) -> list[CopyOutcome]:
@@ -163,6 +176,8 @@ async def list_series(clients: list[ObjectStore], layout: Layout, series: Series
 async def _heal_series(clients: list[ObjectStore], layout: Layout, series: Series,
                        request: HealRequest, opts: CopyOptions, result: HealResult) -> None:
     listings = await list_series(clients, layout, series, opts.stall_timeout, result.unreachable)
+    if request.keep_listings:
+        result.listings[series] = listings
     runs = {i: {r.stamp: r for r in found} for i, found in listings.items()}
     by_index = {c.index: c for c in clients}
     for gap in find_gaps(listings):

@@ -19,12 +19,14 @@ import importlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 
+import anyio
+
 from streamer.db.base import DatabaseDump, DatabaseInfo, Engine, _where
 from streamer.process import ProcessSource
 from streamer.settings.config import DatabaseConfig
 
-__all__ = ["ENGINES", "DatabaseDump", "DatabaseInfo", "Engine", "engine_for", "prepare_dump",
-           "restore_client"]
+__all__ = ["ENGINES", "DatabaseDump", "DatabaseInfo", "Engine", "PendingDump", "engine_for",
+           "prepare_dump", "restore_client"]
 
 # cfg.engine -> the module and class of its Engine; "none" (webroot only) has none.
 # An engine's module is imported when it is first used: asyncpg and aiomysql
@@ -81,3 +83,47 @@ def restore_client(cfg: DatabaseConfig) -> Iterator[ProcessSource]:
         raise ValueError(f"no database to restore (engine {cfg.engine!r})")
     with engine.restore_client(cfg, _where(cfg)) as source:
         yield source
+
+
+class PendingDump:
+    """``prepare_dump`` entered in a task of its own (``hold``), so that the
+    database's preflight and row counts run while the regions are checked and
+    the lock is claimed (docs/ARCHITECTURE.md, "Start-up and tear-down").
+
+    ``get`` waits for the dump and raises what its preflight raised, at the
+    point where the backup needs it; ``close`` lets ``hold`` leave the context
+    (the PostgreSQL snapshot and the MySQL option file live until then) and
+    raises what leaving it raised."""
+
+    def __init__(self, cfg: DatabaseConfig) -> None:
+        self.cfg = cfg
+        self._ready = anyio.Event()
+        self._release = anyio.Event()
+        self._closed = anyio.Event()
+        self._dump: DatabaseDump | None = None
+        self._error: Exception | None = None
+
+    async def hold(self) -> None:
+        try:
+            async with prepare_dump(self.cfg) as dump:
+                self._dump = dump
+                self._ready.set()
+                await self._release.wait()
+        except Exception as e:  # handed to get() or close(), never to the task group
+            self._error = e
+        finally:
+            self._ready.set()
+            self._closed.set()
+
+    async def get(self) -> DatabaseDump:
+        await self._ready.wait()
+        if self._dump is None:
+            raise self._error or RuntimeError("the database dump was not prepared")
+        return self._dump
+
+    async def close(self) -> None:
+        self._release.set()
+        await self._closed.wait()
+        error, self._error = self._error, None  # raised once
+        if error is not None and self._dump is not None:
+            raise error

@@ -22,7 +22,8 @@ A request the keys are not allowed (no abort or delete right) is reported, as
 every failure here is; it never fails a backup.
 
 Where to look is the layout's (``Layout.cleanup_prefixes``).  ``plan_cleanup``
-is pure; ``cleanup_series`` does one region's I/O.
+is pure; ``survey_series`` lists one region (the uploads and the runs at once)
+and ``cleanup_series`` acts on that listing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import anyio
 
 from streamer import model
 from streamer.errors import StoreFailure
@@ -42,7 +45,7 @@ from streamer.layout.catalog import (
     no_bucket,
     split_run_key,
 )
-from streamer.store.base import ObjectStore, UploadInfo
+from streamer.store.base import ObjectInfo, ObjectStore, UploadInfo
 
 
 @dataclass(frozen=True)
@@ -89,17 +92,61 @@ class CleanupReport:
     errors: tuple[str, ...] = ()
 
 
-async def cleanup_prefix(client: ObjectStore, prefix: str, now: datetime, horizon: timedelta,
-                         holding_lock: bool, with_runs: bool = True) -> CleanupReport:
-    """Clean one region under ``prefix`` (a series, or the ADT object names)."""
-    try:
-        uploads = await client.list_uploads(prefix, policy=CATALOG_READS)
-    except StoreFailure as f:
-        if no_bucket(f):
-            return CleanupReport(client.label, 0, ())
-        raise
-    runs = group_runs(await list_or_empty(client, prefix)) if with_runs else []
-    plan = plan_cleanup(uploads, runs, now, horizon, holding_lock)
+@dataclass(frozen=True)
+class Survey:
+    """What one prefix holds in one region: the cleanup's listing, taken before
+    anything is aborted or deleted (a backup takes it while its lock is claimed)."""
+
+    prefix: str
+    uploads: tuple[UploadInfo, ...]
+    runs: tuple[RunListing, ...]
+    bucket: str | None = None  # CleanupPrefix.bucket: another bucket of the region
+
+
+async def survey_prefix(client: ObjectStore, prefix: str, with_runs: bool = True,
+                        bucket: str | None = None) -> Survey:
+    """List the unfinished uploads and (``with_runs``) the runs under ``prefix``
+    (in ``bucket`` of the region, default the client's own), both at once; a
+    region without the bucket holds nothing."""
+    client = client.sibling(bucket) if bucket else client
+    uploads: list[UploadInfo] = []
+    objects: list[ObjectInfo] = []
+    failures: list[StoreFailure] = []
+
+    async def list_uploads() -> None:
+        try:
+            uploads.extend(await client.list_uploads(prefix, policy=CATALOG_READS))
+        except StoreFailure as f:
+            if not no_bucket(f):
+                failures.append(f)
+
+    async def list_runs() -> None:
+        try:
+            objects.extend(await list_or_empty(client, prefix))
+        except StoreFailure as f:
+            failures.append(f)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(list_uploads)
+        if with_runs:
+            tg.start_soon(list_runs)
+    if failures:
+        raise failures[0]
+    return Survey(prefix, tuple(uploads), tuple(group_runs(objects)), bucket)
+
+
+async def survey_series(client: ObjectStore, prefixes: Sequence[CleanupPrefix],
+                        delete_runs: bool = True) -> list[Survey]:
+    """``survey_prefix`` for every prefix of a series (``Layout.cleanup_prefixes``);
+    ``delete_runs`` False: the uploads only."""
+    return [await survey_prefix(client, p.prefix, p.with_runs and delete_runs, p.bucket)
+            for p in prefixes]
+
+
+async def clean_surveyed(client: ObjectStore, survey: Survey, now: datetime, horizon: timedelta,
+                         holding_lock: bool) -> CleanupReport:
+    """Abort and delete what ``plan_cleanup`` says of one prefix's survey."""
+    plan = plan_cleanup(survey.uploads, survey.runs, now, horizon, holding_lock)
     errors: list[str] = []
     aborted = 0
     for u in plan.abort:
@@ -119,14 +166,17 @@ async def cleanup_prefix(client: ObjectStore, prefix: str, now: datetime, horizo
 
 
 async def cleanup_series(client: ObjectStore, prefixes: Sequence[CleanupPrefix], now: datetime,
-                         horizon: timedelta, holding_lock: bool,
-                         delete_runs: bool = True) -> CleanupReport:
+                         horizon: timedelta, holding_lock: bool, delete_runs: bool = True,
+                         surveys: Sequence[Survey] | None = None) -> CleanupReport:
     """Clean one region under every prefix of a series (``Layout.cleanup_prefixes``);
-    ``delete_runs`` False: abort uploads only."""
+    ``delete_runs`` False: abort uploads only.  ``surveys``: the listing
+    already taken (``survey_series``), else it is taken here."""
+    if surveys is None:
+        surveys = await survey_series(client, prefixes, delete_runs)
     aborted, runs, errors = 0, list[str](), list[str]()
-    for p in prefixes:
-        r = await cleanup_prefix(client, p.prefix, now, horizon, holding_lock,
-                                 with_runs=p.with_runs and delete_runs)
+    for survey in surveys:
+        store = client.sibling(survey.bucket) if survey.bucket else client
+        r = await clean_surveyed(store, survey, now, horizon, holding_lock)
         aborted += r.aborted
         runs.extend(r.deleted_runs)
         errors.extend(r.errors)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,6 +89,14 @@ class BackupLock:
     taken_over: list[Holder] = field(default_factory=list)
     unanswered: dict[int, str] = field(default_factory=dict)  # region index -> why, when acquired
     lost: str | None = None
+    settled: anyio.Event = field(default_factory=anyio.Event)  # acquire() has its answer
+
+    async def acquire(self) -> None:
+        """Hold a majority of the regions' lock objects, or raise LockHeld / BackupFailed."""
+        try:
+            await self._acquire()
+        finally:
+            self.settled.set()
 
     @property
     def by_index(self) -> dict[int, ObjectStore]:
@@ -96,8 +104,7 @@ class BackupLock:
 
     # ------------------------------------------------------------ acquire
 
-    async def acquire(self) -> None:
-        """Hold a majority of the regions' lock objects, or raise LockHeld / BackupFailed."""
+    async def _acquire(self) -> None:
         for round_ in range(SPLIT_RETRIES + 1):
             self.holder = replace(self.holder, expires=utcnow() + timedelta(seconds=self.lease))
             claims = await self._claim_all()
@@ -266,12 +273,17 @@ class BackupLock:
 
 
 @contextlib.asynccontextmanager
-async def hold_lock(lock: BackupLock) -> AsyncIterator[BackupLock]:
+async def hold_lock(lock: BackupLock,
+                    beside: Callable[[], Coroutine[Any, Any, None]] | None = None
+                    ) -> AsyncIterator[BackupLock]:
     """Acquire, keep renewed while the body runs, release.  If the lock is lost
-    the body is cancelled and BackupFailed is raised here."""
-    await lock.acquire()
+    the body is cancelled and BackupFailed is raised here.  ``beside`` runs
+    while the lock is claimed and is awaited before the body (the backup's
+    cleanup listing: docs/ARCHITECTURE.md, "Start-up and tear-down"); it
+    records its own failures and must not raise."""
     error: Exception | None = None
     try:
+        await _acquire_beside(lock, beside)
         async with anyio.create_task_group() as tg:
             tg.start_soon(lock.keep_renewed, tg.cancel_scope.cancel)
             try:
@@ -282,8 +294,27 @@ async def hold_lock(lock: BackupLock) -> AsyncIterator[BackupLock]:
                 tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
-            await lock.release()
+            await lock.release()  # nothing when nothing was acquired
     if error is not None:
         raise error
     if lock.lost:
         raise BackupFailed(lock.lost, "nothing was committed by this run; the new holder backs up")
+
+
+async def _acquire_beside(lock: BackupLock,
+                          beside: Callable[[], Coroutine[Any, Any, None]] | None) -> None:
+    """``lock.acquire()``, with ``beside`` running at the same time; the lock's
+    own error (LockHeld, BackupFailed) is raised as it is, and stops ``beside``."""
+    if beside is None:
+        await lock.acquire()
+        return
+    error: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(beside)
+        try:
+            await lock.acquire()
+        except Exception as e:  # raised below, not wrapped in an ExceptionGroup
+            error = e
+            tg.cancel_scope.cancel()
+    if error is not None:
+        raise error

@@ -67,9 +67,11 @@ async def _under_lock(client: ObjectStore, expired: Sequence[RunListing],
 
 
 async def prune_series(client: ObjectStore, layout: Layout, series: Series,
-                       keep: int) -> PruneReport:
-    """Apply retention to one series in one region."""
-    runs = await layout.runs(client, series)
+                       keep: int, runs: list[RunListing] | None = None) -> PruneReport:
+    """Apply retention to one series in one region; ``runs``: its runs, if
+    they were just listed (a backup's heal lists them)."""
+    if runs is None:
+        runs = await layout.runs(client, series)
     expired = select_expired(runs, keep)
     locked = await _under_lock(client, expired, datetime.now(UTC))
     expired = [r for r in expired if r.stamp not in locked]

@@ -212,7 +212,11 @@ class AdtLayout(Layout):
         return LOCK
 
     def cleanup_prefixes(self, series: Series) -> list[CleanupPrefix]:
-        return [CleanupPrefix(key, with_runs=False) for key in object_keys(self._config)]
+        out = [CleanupPrefix(WEBROOT_OBJECT, with_runs=False)]
+        if self._config.database.engine in DUMPS:  # its own bucket (placement)
+            out.append(CleanupPrefix(database_object(self._config), with_runs=False,
+                                     bucket=db_bucket_name(self._config.website_url, series.periodicity)))
+        return out
 
     async def before_commit(self, client: ObjectStore,
                             objects: tuple[tuple[ObjectStore, str], ...]) -> None:

@@ -47,10 +47,13 @@ class Placement:
 @dataclass(frozen=True)
 class CleanupPrefix:
     """A key prefix cleanup works under; ``with_runs``: also remove abandoned
-    manifest-less runs there (only where runs have their own prefix)."""
+    manifest-less runs there (only where runs have their own prefix);
+    ``bucket``: in that bucket of the region, not the series' own (the ADT
+    database object's ``-db-`` bucket)."""
 
     prefix: str
     with_runs: bool = True
+    bucket: str | None = None
 
 
 class Layout(ABC):

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from streamer.model import Progress
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 MB = 1e6
 
@@ -57,6 +57,8 @@ class TerminalProgress:
         self.refresh = refresh
 
     async def watch(self, progress: Callable[[], Progress]) -> None:
+        from rich.console import Console  # on a terminal only (start-up time)
+        from rich.live import Live
 
         with Live(console=Console(stderr=True), auto_refresh=False, transient=True) as live:
             while True:
@@ -65,6 +67,7 @@ class TerminalProgress:
 
     @staticmethod
     def _table(snap: Progress) -> Table:
+        from rich.table import Table
 
         read = ", ".join(f"{name} {n / MB:.1f} MB read" for name, n in snap.read_bytes.items())
         table = Table(title=f"streamer {snap.elapsed:.0f}s — {read} — memory "

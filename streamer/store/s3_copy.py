@@ -5,7 +5,9 @@ S3's CopyObject copies at most 5 GiB; a larger object (the ADT layout's
 upload whose parts are ``UploadPartCopy`` ranges of the source, each pinned to
 the source's ETag (``x-amz-copy-source-if-match``), so a source replaced
 mid-copy fails instead of splicing two versions.  A failed multipart copy is
-aborted.  ``copy_ranges`` is the pure plan.
+aborted.  The copy keeps the source's Object Lock retention (mode and
+retain-until date, docs/SECURITY.md): a ``.BACKUP`` is as protected as the
+backup it was.  ``copy_ranges`` is the pure plan.
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ async def copy_object(store: S3Store, source_key: str, key: str) -> bool:
         raise
     size, etag = int(head.get("ContentLength", 0)), str(head.get("ETag", ""))
     source = {"Bucket": store.bucket, "Key": source_key}
+    lock = source_retention(head)
     try:
         if size <= store.copy_limit:
             await store._call("CopyObject", lambda: store.client.copy_object(
-                Bucket=store.bucket, Key=key, CopySource=source, CopySourceIfMatch=etag),
+                Bucket=store.bucket, Key=key, CopySource=source, CopySourceIfMatch=etag, **lock),
                 limit=store.timeouts.copy())
         else:
-            await _multipart_copy(store, source, key, size, etag,
+            await _multipart_copy(store, source, key, (size, etag), lock,
                                   str(head.get("ContentType") or "application/octet-stream"))
     except StoreFailure as f:
         if _missing(f):
@@ -64,11 +67,18 @@ async def copy_object(store: S3Store, source_key: str, key: str) -> bool:
     return True
 
 
-async def _multipart_copy(store: S3Store, source: dict[str, str], key: str, size: int,
-                          etag: str, content_type: str) -> None:
+def source_retention(head: dict[str, Any]) -> dict[str, Any]:
+    """The Object Lock parameters that give a copy the source's retention (pure)."""
+    mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+    return {"ObjectLockMode": mode, "ObjectLockRetainUntilDate": until} if mode and until else {}
+
+
+async def _multipart_copy(store: S3Store, source: dict[str, str], key: str, sized: tuple[int, str],
+                          lock: dict[str, Any], content_type: str) -> None:
     """One multipart upload of ``UploadPartCopy`` ranges; aborted if any part fails."""
+    size, etag = sized
     created = await store._call("CreateMultipartUpload", lambda: store.client.create_multipart_upload(
-        Bucket=store.bucket, Key=key, ContentType=content_type))
+        Bucket=store.bucket, Key=key, ContentType=content_type, **lock))
     upload_id = str(created["UploadId"])
     parts: list[dict[str, Any]] = []
     try:

@@ -109,3 +109,12 @@ def test_quiet_prints_only_errors(regions: RegionsEnv, bucket: str, streamer_env
     (root / "index.php").write_text("<?php echo 1; ?>\n")
     run = run_streamer(["hourly", "quiet", "--quiet"], {**streamer_env, "STREAMER_WEBROOT": str(root)})
     assert run.code == 0 and run.stdout == "" and run.stderr == ""
+
+
+def test_version_flag_and_command_print_the_version_and_exit_0(
+        streamer_env: dict[str, str]) -> None:
+    from streamer import __version__
+    for args in (["--version"], ["version"]):
+        run = run_streamer(args, streamer_env)
+        assert run.code == 0, run.stderr
+        assert run.stdout.strip() == __version__

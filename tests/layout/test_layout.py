@@ -51,9 +51,13 @@ def test_layout_for_picks_the_adt_layout() -> None:
     assert layout.scopes(D) == [D] and layout.scopes(None) == list(Periodicity)
     s = Series("b", D)
     assert layout.lock_key(s) == "streamer-lock.json"
-    assert layout.cleanup_prefixes(s) == [
+    assert layout.cleanup_prefixes(s) == [CleanupPrefix("applicationsourcecode.tar.gz", with_runs=False)]
+    with_db = layout_for(parse_config({**BASE, "WEBSITE_URL": "shop.example.org", "WEBSITE_NAME": "Shop",
+                                       "STREAMER_LAYOUT": "adt", "DATABASE_INSTALLATION_TYPE": "Postgres",
+                                       "DB_NAME": "d", "DB_USERNAME": "u"}))
+    assert with_db.cleanup_prefixes(s) == [  # the database object is in its own bucket
         CleanupPrefix("applicationsourcecode.tar.gz", with_runs=False),
-        CleanupPrefix("Shop-DB-backup.tar.gz", with_runs=False)]
+        CleanupPrefix("Shop-DB-backup.tar.gz", with_runs=False, bucket="shop-example-org-db-daily")]
     assert layout.no_retention is not None and "nothing to prune" in layout.no_retention
     # The config is not rewritten: it keeps what was configured.
     assert cfg.compression == "zstd" and cfg.bucket == "shop-example-org-backups"

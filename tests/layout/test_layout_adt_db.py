@@ -138,10 +138,16 @@ async def test_postgres_dump_is_adt_tar_member_and_loads_the_adt_way(
     assert restored.pop("public.zzzz")[0] == 0
     assert restored == source
 
+    # A killed run's upload in the -db- bucket: the next run's cleanup aborts it.
+    regions.client(2).create_multipart_upload(Bucket=f"{dashed}-db-hourly",
+                                              Key=f"{name}-DB-backup.tar.gz")
+    assert regions.uploads(2, f"{dashed}-db-hourly") == [f"{name}-DB-backup.tar.gz"]
+
     # A second run: the first copy becomes .BACKUP, and still extracts the ADT way.
     time.sleep(1.05)
     run = run_streamer(["hourly", "adtpg"], env)
     assert run.code == 0, run.stdout + run.stderr
+    assert regions.uploads(2, f"{dashed}-db-hourly") == []
     assert sorted(regions.keys(2, f"{dashed}-db-hourly")) == [
         f"{name}-DB-backup.tar.gz", f"{name}-DB-backup.tar.gz.BACKUP"]
     previous = regions.get(2, f"{dashed}-db-hourly", f"{name}-DB-backup.tar.gz.BACKUP")

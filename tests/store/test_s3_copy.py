@@ -8,11 +8,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from s3util import RegionsEnv
 
 from streamer.settings.config import Region, Secret
+from streamer.store.base import Retention
 from streamer.store.s3 import open_store
 from streamer.store.s3_copy import COPY_OBJECT_LIMIT, copy_ranges
 
@@ -48,3 +50,27 @@ async def test_copy_above_the_limit_uses_part_copies_and_keeps_every_byte(
     assert head["ETag"].strip('"').endswith("-3") == (limit < len(data))
     assert head["ContentType"] == "application/gzip"
     assert regions.uploads(1, bucket) == []
+
+
+@pytest.mark.parametrize("limit", [6 * MiB, 64 * MiB], ids=["parts", "one-copy"])
+async def test_a_copy_keeps_the_sources_object_lock_retention(
+        regions: RegionsEnv, bucket: str, limit: int) -> None:
+    """A .BACKUP is as protected as the backup it was (docs/SECURITY.md)."""
+    region = Region(1, regions.endpoints[0], Secret(regions.env["S3_ACCESS_KEY"]),
+                    Secret(regions.env["S3_SECRET_KEY"]))
+    until = (datetime.now(UTC) + timedelta(minutes=30)).replace(microsecond=0)
+    async with open_store(region, bucket, "md5", 30) as store:
+        await store.ensure_bucket(object_lock=True)
+        store.copy_limit, store.copy_part_size = limit, 5 * MiB
+        await store.put_object("site.tar.gz", os.urandom(12 * MiB), "application/gzip",
+                               retention=Retention("GOVERNANCE", until))
+        await store.put_object("plain.json", b"{}")
+        assert await store.copy_object("site.tar.gz", "site.tar.gz.BACKUP")
+        assert await store.copy_object("plain.json", "plain.json.BACKUP")
+    head = regions.client(1).head_object(Bucket=bucket, Key="site.tar.gz.BACKUP")
+    assert head["ObjectLockMode"] == "GOVERNANCE" and head["ObjectLockRetainUntilDate"] == until
+    assert "ObjectLockMode" not in regions.client(1).head_object(Bucket=bucket, Key="plain.json.BACKUP")
+    assert regions.uploads(1, bucket) == []
+    c = regions.client(1)  # GOVERNANCE: the test's own keys may bypass it to clean up
+    for v in c.list_object_versions(Bucket=bucket).get("Versions", []):
+        c.delete_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"], BypassGovernanceRetention=True)
