@@ -117,3 +117,17 @@ def run_streamer(args: list[str], env: dict[str, str], timeout: float = 900,
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Run(proc.returncode, chunks["out"].decode(errors="replace"),
                chunks["err"].decode(errors="replace"), usage.ru_maxrss, usage.ru_oublock * 512)
+
+
+def matches_manifest(art: dict[str, Any], data: bytes) -> bool:
+    """Whether stored bytes are what a manifest artifact records end to end:
+    the stream's SHA-256, or (STREAMER_CHECKSUM=auto) the composite of its
+    part CRCs (docs/SECURITY.md, "Integrity")."""
+    import hashlib
+
+    from streamer import digests
+    if "sha256" in art:
+        return hashlib.sha256(data).hexdigest() == art["sha256"]
+    whole = digests.PartsHash(art["parts"]["algorithm"], art["parts"]["sizes"])
+    whole.update(data)
+    return bool(whole.hexdigest() == art["parts_sha256"])

@@ -40,7 +40,7 @@ from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Series
 from streamer.pipeline.budget import check_budget_fits
 from streamer.pipeline.fanout import RegionRun
-from streamer.pipeline.run import preflight_regions, require_quorum, run_backup
+from streamer.pipeline.run import preflight_regions, probe_prefix, require_quorum, run_backup
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
@@ -138,7 +138,7 @@ async def _locked_run(request: BackupRequest, layout: Layout, all_clients: list[
     regions = await preflight_regions(all_clients, config.stall_timeout,
                                       bool(config.object_lock_days),
                                       tuple(layout.extra_buckets(series.periodicity)),
-                                      config.checksum == "auto")
+                                      probe_prefix(layout, series) if config.checksum == "auto" else None)
     require_quorum(regions, quorum)
     clients = _drop(regions, {}, quorum)
     lock = BackupLock(clients, layout.lock_key(series), str(series), request.ops.lock_lease,

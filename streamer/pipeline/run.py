@@ -50,15 +50,17 @@ PREFLIGHT_ATTEMPTS = 3
 async def preflight_regions(clients: list[ObjectStore], stall_timeout: float | None = None,
                             object_lock: bool = False,
                             extra_buckets: tuple[str, ...] = (),
-                            negotiate_checksum: bool = False) -> list[RegionRun]:
+                            probe_under: str | None = None) -> list[RegionRun]:
     """Check (and create) the bucket, and ``extra_buckets`` (the layout's), in
     every region, concurrently; a region that makes no progress for the stall
     timeout is dropped.  ``object_lock`` (STREAMER_OBJECT_LOCK_DAYS set): a
     bucket is created with Object Lock, and one without it is a configuration
     error (exit 2) before anything is uploaded, since every object of the run
-    is to carry a retain-until date.  ``negotiate_checksum``
-    (STREAMER_CHECKSUM=auto): then each region's part checksum is chosen
-    (store/negotiate.py: cached, or probed once in the checked bucket)."""
+    is to carry a retain-until date.  ``probe_under`` (STREAMER_CHECKSUM=auto):
+    then each region's part checksum is chosen (store/negotiate.py: cached, or
+    probed once in the checked bucket with an upload under that key prefix --
+    the series' own, so a probe a kill left behind is aborted by the cleanup
+    that aborts the series' other unfinished uploads)."""
     runs = [RegionRun(c) for c in clients]
     unlocked: list[str] = []
 
@@ -72,8 +74,8 @@ async def preflight_regions(clients: list[ObjectStore], stall_timeout: float | N
                     if object_lock and not (await store.bucket_lock()).enabled:
                         unlocked.append(run.label)
                         break
-            if negotiate_checksum:
-                await negotiate(run.client)
+            if probe_under is not None:
+                await negotiate(run.client, prefix=probe_under)
         except (StoreFailure, TimeoutError) as e:
             run.alive = False
             run.failure = str(e) if isinstance(e, StoreFailure) else \
@@ -87,6 +89,14 @@ async def preflight_regions(clients: list[ObjectStore], stall_timeout: float | N
                           f"{', '.join(sorted(unlocked))}", "create the bucket with Object Lock "
                           "(`streamer config check --create-buckets` does for a new one) or unset it")
     return runs
+
+
+def probe_prefix(layout: Layout, series: Series) -> str:
+    """Where a backup's checksum probe puts its upload: under the series' first
+    cleanup prefix, so that a probe a kill left behind is cleaned up with the
+    series' other unfinished uploads (housekeeping/cleanup.py)."""
+    under = layout.cleanup_prefixes(series)[0].prefix
+    return under + ("streamer-probe-" if under.endswith("/") else ".streamer-probe-")
 
 
 def run_retention(config: Config, started: datetime) -> Retention | None:
@@ -151,10 +161,9 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
             if clients is None:
                 clients = await stack.enter_async_context(
                     open_stores(config, bucket=layout.bucket(periodicity)))
-            regions = await preflight_regions(clients, config.stall_timeout,
-                                              bool(config.object_lock_days),
-                                              tuple(layout.extra_buckets(periodicity)),
-                                              config.checksum == "auto")
+            probe = probe_prefix(layout, Series(build, periodicity)) if config.checksum == "auto" else None
+            regions = await preflight_regions(clients, config.stall_timeout, bool(config.object_lock_days),
+                                              tuple(layout.extra_buckets(periodicity)), probe)
         require_quorum(regions, config.effective_quorum)
         fanout, failure = await _stream_all(config, run_codec, regions, artifacts, observer)
         result.warnings.extend(a.warning for a in artifacts if a.warning)

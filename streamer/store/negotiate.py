@@ -35,6 +35,7 @@ from streamer.store.integrity import probe_checksums
 CACHE_TTL = timedelta(days=7)
 PROBE_LIMIT = 30.0  # seconds at most for one region's probe
 CACHE_NAME = "integrity.json"
+PROBE_PREFIX = "streamer-probe/"  # the probe's upload key prefix where no series is given
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def write_cached(path: Path, answer: Negotiated) -> None:
 
 
 async def negotiate(store: ObjectStore, path: Path | None = None,
-                    now: datetime | None = None) -> Negotiated:
+                    now: datetime | None = None, prefix: str = PROBE_PREFIX) -> Negotiated:
     """Find (or recall) what ``store``'s region verifies and set its
     ``part_checksum`` to the cheapest; never raises for a failing region."""
     path = cache_path() if path is None else path
@@ -110,7 +111,8 @@ async def negotiate(store: ObjectStore, path: Path | None = None,
     if answer is None:
         try:
             with anyio.fail_after(PROBE_LIMIT):
-                caps = await probe_checksums(store, operations=("UploadPart",), algorithms=CRCS)
+                caps = await probe_checksums(store, prefix, operations=("UploadPart",),
+                                             algorithms=CRCS)
             answer = Negotiated(store.endpoint, caps.verified("UploadPart"), now)
             await anyio.to_thread.run_sync(write_cached, path, answer)
         except (StoreFailure, TimeoutError):

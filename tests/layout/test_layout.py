@@ -83,3 +83,13 @@ async def test_adt_layout_needs_a_website_url_and_a_build_for_cleanup() -> None:
 async def test_streamer_layout_series_given_need_no_listing() -> None:
     layout = layout_for(parse_config({**BASE, "STREAMER_BUCKET": "backups"}))
     assert await layout.find_series([], D, "b") == [Series("b", D)]
+
+
+def test_the_checksum_probe_goes_under_the_series_cleanup_prefix() -> None:
+    """A probe upload a kill left behind is aborted with the series' other uploads."""
+    from streamer.pipeline.run import probe_prefix
+    s = Series("www-1", H)
+    assert probe_prefix(layout_for(parse_config({**BASE, "STREAMER_BUCKET": "b"})), s) == \
+        "www-1/hourly/streamer-probe-"
+    adt = layout_for(parse_config({**BASE, "WEBSITE_URL": "shop.example.org", "STREAMER_LAYOUT": "adt"}))
+    assert probe_prefix(adt, s) == "applicationsourcecode.tar.gz.streamer-probe-"
