@@ -89,7 +89,7 @@ def test_the_checksum_probe_goes_under_the_series_cleanup_prefix() -> None:
     """A probe upload a kill left behind is aborted with the series' other uploads."""
     from streamer.pipeline.run import probe_prefix
     s = Series("www-1", H)
-    assert probe_prefix(layout_for(parse_config({**BASE, "STREAMER_BUCKET": "b"})), s) == \
+    assert probe_prefix(layout_for(parse_config({**BASE, "STREAMER_BUCKET": "backups"})), s) == \
         "www-1/hourly/streamer-probe-"
     adt = layout_for(parse_config({**BASE, "WEBSITE_URL": "shop.example.org", "STREAMER_LAYOUT": "adt"}))
     assert probe_prefix(adt, s) == "applicationsourcecode.tar.gz.streamer-probe-"
