@@ -53,6 +53,7 @@ class CompressorPlan:
     """What a run's compressors take, decided once from the settings (and,
     with STREAMER_COMPRESSION_THREADS=auto, the host's free cores)."""
 
+    compression: str  # the run's codec
     threads: int  # the webroot's zstd worker threads (every other artifact: 0)
     high: int  # the adaptive level's ceiling, or the fixed level
     reserves: tuple[int, ...]  # each artifact's compressor working memory, in budget bytes
@@ -69,7 +70,8 @@ def compressor_plan(config: Config, run_codec: Codec, streams: int,
     load).  The adaptive ceiling's contexts beyond level 3's are reserved."""
     budget = config.memory_budget
     if run_codec.compression != "zstd":
-        return CompressorPlan(0, run_codec.level, (0,) * streams, max_part_size(budget, streams))
+        return CompressorPlan(run_codec.compression, 0, run_codec.level, (0,) * streams,
+                              max_part_size(budget, streams))
     if threads is None:
         threads = config.compression_threads
     if threads is None:
@@ -77,7 +79,7 @@ def compressor_plan(config: Config, run_codec: Codec, streams: int,
     high = codec.auto_high(budget, threads) if run_codec.auto else 0
     reserves = tuple(codec.compressor_reserve("zstd", threads if i == 0 else 0, high)
                      for i in range(streams))
-    return CompressorPlan(threads, high or run_codec.level, reserves,
+    return CompressorPlan("zstd", threads, high or run_codec.level, reserves,
                           max_part_size(budget - sum(reserves), streams))
 
 

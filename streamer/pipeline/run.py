@@ -133,19 +133,9 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     def content_type(name: str) -> str:
         return AGE_CONTENT_TYPE if encrypted else codec.content_type(run_codec.compression, name)
 
-    webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
-    retention = run_retention(config, started)
-    artifacts = [ArtifactRun("webroot", placement.key("webroot"), webroot_src,
-                             content_type=content_type("webroot"), retention=retention,
-                             early=early)]
-    database_meta: dict[str, Any] | None = None
-    for source, meta in extra_sources or []:
-        artifacts.append(ArtifactRun(source.name, placement.key(source.name), source,
-                                     content_type=content_type(source.name),
-                                     member=placement.members.get(source.name),
-                                     bucket=placement.buckets.get(source.name),
-                                     retention=retention))
-        database_meta = meta
+    artifacts, excludes, database_meta = _artifacts(config, placement, content_type,
+                                                    run_retention(config, started),
+                                                    extra_sources or [], early)
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
                           budget_limit=config.memory_budget)
     async with contextlib.AsyncExitStack() as stack:
@@ -169,6 +159,28 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
             await abort_all(artifacts, regions)
         result.budget_peak = fanout.budget.peak
         return _finish(result, artifacts, regions, committed, failure)
+
+
+def _artifacts(config: Config, placement: Placement, content_type: Callable[[str], str],
+               retention: Retention | None,
+               extra_sources: list[tuple[ProcessSource, dict[str, Any]]],
+               early: EarlySource | None,
+               ) -> tuple[list[ArtifactRun], tuple[str, ...], dict[str, Any] | None]:
+    """The run's artifacts (the webroot first), the excludes its tar applies,
+    and the database's manifest entry (None without one)."""
+    webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
+    artifacts = [ArtifactRun("webroot", placement.key("webroot"), webroot_src,
+                             content_type=content_type("webroot"), retention=retention,
+                             early=early)]
+    database_meta: dict[str, Any] | None = None
+    for source, meta in extra_sources:
+        artifacts.append(ArtifactRun(source.name, placement.key(source.name), source,
+                                     content_type=content_type(source.name),
+                                     member=placement.members.get(source.name),
+                                     bucket=placement.buckets.get(source.name),
+                                     retention=retention))
+        database_meta = meta
+    return artifacts, excludes, database_meta
 
 
 async def _stream_all(config: Config, run_codec: codec.Codec, regions: list[RegionRun],
