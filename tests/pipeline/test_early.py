@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from streamer.pipeline.early import (
     run_streams,
     spool_limit,
     spool_sizes,
+    start_early,
 )
 from streamer.pipeline.sizing import MiB, max_part_size
 from streamer.settings.config import parse_config
@@ -208,3 +210,32 @@ def test_sigterm_during_start_up_exits_130_with_tar_gone(
     for i in (1, 2, 3):
         assert regions.uploads(i, bucket) == []
         assert not [k for k in regions.keys(i, bucket) if "/term/" in k or k.startswith("term/")]
+
+
+def test_an_early_source_spools_parts_and_closes_without_leftovers(tmp_path: Path) -> None:
+    root = tmp_path / "www"
+    small_files(root, files=300, media=40 * MiB)
+    config = parse_config({**REGIONS, "STREAMER_WEBROOT": str(root), "STREAMER_MEMORY_BUDGET": "32MiB",
+                           "STREAMER_COMPRESSION_LEVEL": "1", "STREAMER_COMPRESSION_THREADS": "0"})
+    fds = len(os.listdir("/proc/self/fd"))
+    early = start_early(config)
+    assert early is not None and early.plan.max_part == 16 * MiB
+    deadline = time.monotonic() + 60
+    while len(early.spool) < 2:  # 16 MiB: two 8 MiB parts, then tar waits on its pipe
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    early.stop_filling()
+    assert [(len(b), n) for b, n in early.spooled()] == [(8 * MiB, 8 * MiB)] * 2
+    assert early.child.returncode is None and tars_of(root) == [early.child.pid]
+    early.close()
+    early.close()  # idempotent
+    assert early.child.returncode is not None and tars_of(root) == []
+    assert early.spool == deque() and len(os.listdir("/proc/self/fd")) == fds
+    assert early.filler.stored_bytes == 16 * MiB
+
+
+def test_no_early_start_where_it_is_off_or_for_the_adt_layout(tmp_path: Path) -> None:
+    base = {**REGIONS, "STREAMER_WEBROOT": str(tmp_path)}
+    assert start_early(parse_config({**base, "STREAMER_EARLY_START": "off"})) is None
+    assert start_early(parse_config({**base, "STREAMER_LAYOUT": "adt",
+                                     "WEBSITE_URL": "example.com"})) is None
