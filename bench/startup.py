@@ -20,7 +20,9 @@ repetition), each process started and measured by bench/run.py's ``execute``
   ``--kind cms``, or ``--tree``) to the same three regions: streamer against
   ``tar | zstd -3 -T2 | tee`` into three ``s5cmd pipe`` (the fastest tee
   pipeline of bench/RESULTS.md) and the producer alone (``tar | zstd -3 -T2
-  > /dev/null``).  Goal: streamer ahead of the tee pipeline.
+  > /dev/null``), and streamer with ``STREAMER_EARLY_START=off`` (tar started
+  only when the upload starts, pipeline/early.py).  Goal: streamer ahead of
+  the tee pipeline.
 
 streamer's modules are byte-compiled first (``compileall``), as an installed
 package is: with PYTHONDONTWRITEBYTECODE set nothing would be cached and
@@ -133,6 +135,10 @@ def small_files(reps: int, files: int, tree_arg: Path | None) -> tuple[str, dict
             "s5cmd", target, Path(tree), f"startup/s5cmd-{stamp}-{r}.tar.zst"),
         "streamer": lambda r: [_spec("streamer", [run.STREAMER, "MANUAL",
                                                   f"startup-small-{stamp}-{r}", "--quiet"], env)],
+        # tar started when the upload does, as before pipeline/early.py
+        "streamer, STREAMER_EARLY_START=off": lambda r: [_spec("streamer-late", [
+            run.STREAMER, "MANUAL", f"startup-late-{stamp}-{r}", "--quiet"],
+            {**env, "STREAMER_EARLY_START": "off"})],
     }
     got = _measure(contenders, reps, 600)
     tee = _median(got["tar|zstd|tee -> 3x s5cmd pipe"])
@@ -142,7 +148,11 @@ def small_files(reps: int, files: int, tree_arg: Path | None) -> tuple[str, dict
     streamer = _median(got["streamer"])
     lines.append(f"\nstreamer: {streamer / tee:.2f}x the tee -> 3x s5cmd pipeline, "
                  f"{streamer / producer:.2f}x the producer alone.")
-    return "\n".join(lines), {"streamer": streamer, "tee": tee, "producer": producer}
+    late = _median(got["streamer, STREAMER_EARLY_START=off"])
+    lines.append(f"Early start: {streamer / late:.2f}x the wall of the same build with "
+                 "STREAMER_EARLY_START=off.")
+    return "\n".join(lines), {"streamer": streamer, "tee": tee, "producer": producer,
+                              "streamer_late": late}
 
 
 def _tree_info(tree: Path) -> str:

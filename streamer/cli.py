@@ -6,9 +6,8 @@ traceback only with ``--debug``.  The commands (commands/) return results;
 render.py turns them into what is printed.
 
 Start-up time: the commands, the renderer and the reporting are imported inside
-the command functions below, not here.  They pull in aiobotocore, zstandard and
-the database drivers (about 0.6 s), which ``--help``, ``version`` and shell
-completion do not need.
+the command functions, not here: they pull in aiobotocore and the database
+drivers (about 0.6 s); a backup starts its webroot's tar first (early_started).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from streamer.cli_support import (
     VersionOpt,
     be_gentle,
     config_from,
+    early_started,
     guarded,
     load_config,
     load_settings,
@@ -127,8 +127,6 @@ def backup(
     debug: DebugOpt = False,
 ) -> None:
     """Back up the webroot and the database to every region, then apply retention."""
-    from streamer.commands.backup import BackupRequest
-    from streamer.commands.backup import backup as backup_command
     from streamer.render import make_observer, show_backup
     from streamer.report.reporting import ReportConfig, finish, parse_reporting
     from streamer.report.summary import summarize, summarize_failure
@@ -155,9 +153,12 @@ def backup(
                        if k in ("S3_SECRET_KEY", "S3_ACCESS_KEY", "DB_PASSWORD") and v)
         report = parse_reporting(settings, json_out=json_out, quiet=quiet)
         series = Series(parse_build_identifier(build_identifier), Periodicity.parse(periodicity))
-        cfg = be_gentle(config_from(settings))
-        request = BackupRequest(cfg, series, parse_ops(settings), make_observer(cfg, report.quiet))
-        outcome = run_async(lambda: backup_command(request))
+        cfg, ops = be_gentle(config_from(settings)), parse_ops(settings)
+        with early_started(cfg) as early:  # before the S3 stack's imports (pipeline/early.py)
+            from streamer.commands.backup import BackupRequest
+            from streamer.commands.backup import backup as backup_command
+            request = BackupRequest(cfg, series, ops, make_observer(cfg, report.quiet), early)
+            outcome = run_async(lambda: backup_command(request))
         show_backup(outcome, report.quiet)
         if outcome.error is not None or outcome.result is None:
             raise outcome.error or AssertionError("a backup without result or error")

@@ -8,14 +8,15 @@ failure is one line and its exit code; the traceback only with --debug).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
 import signal
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import anyio
 import typer
@@ -27,6 +28,9 @@ from streamer.process import lower_priority
 from streamer.settings.config import Config, parse_config
 from streamer.settings.security import plain_http_warnings
 from streamer.settings.values import load_file, merge_sources
+
+if TYPE_CHECKING:  # imported by early_started, once a backup's settings are valid
+    from streamer.pipeline.early import EarlySource
 
 T = TypeVar("T")
 
@@ -65,6 +69,7 @@ Environment (flag > environment > config file > default):
   STREAMER_MIN_PART_RATE        its size at this many bytes per second (128KiB)
   STREAMER_BWLIMIT    most bytes per second sent to all regions together (e.g. 50MiB; unset: no limit)
   STREAMER_NICE       CPU and IO priority of streamer, tar and the dump: off (default), on, idle, 2-19
+  STREAMER_EARLY_START          on (default): the webroot's tar starts before the S3 start-up
   STREAMER_MIN_TABLES fewest tables the database must hold (1)
   STREAMER_PROGRESS_INTERVAL    seconds between progress lines off a terminal (5)
   STREAMER_METRICS_FILE, STREAMER_ON_SUCCESS, STREAMER_ON_FAILURE, STREAMER_HOOK_TIMEOUT
@@ -152,6 +157,31 @@ def be_gentle(config: Config) -> Config:
             raise ConfigError(f"STREAMER_NICE={config.nice.describe()}: cannot set the priority: "
                               f"{e}", "install util-linux (ionice) or set STREAMER_NICE=off") from None
     return config
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def early_started(config: Config) -> Iterator[EarlySource | None]:
+    """A backup's early start (pipeline/early.py): the webroot's tar and its
+    fill, begun now.  Until the event loop takes the signals over
+    (``run_async``), SIGTERM is an interrupt like SIGINT (exit 130); on the
+    way out, whatever the run did not adopt is closed (tar killed and reaped)."""
+    from streamer.pipeline.early import start_early
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    early: EarlySource | None = None
+    try:
+        early = start_early(config)
+        yield early
+    finally:
+        try:
+            if early is not None:
+                early.close()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:

@@ -161,6 +161,11 @@ class Child:
         if thread is not None and thread.is_alive():
             await anyio.to_thread.run_sync(thread.join, timeout, abandon_on_cancel=True)
 
+    def join_tail(self, timeout: float = 10.0) -> None:
+        """``tail_done`` outside an event loop (pipeline/early.py: a source given up)."""
+        if self._tail_thread is not None:
+            self._tail_thread.join(timeout)
+
     @property
     def tail(self) -> str:
         return self._tail.decode(errors="replace")

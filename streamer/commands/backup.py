@@ -39,6 +39,7 @@ from streamer.layout.base import Layout
 from streamer.layout.choice import layout_for
 from streamer.model import BackupResult, Observer, Series
 from streamer.pipeline.budget import check_budget_fits
+from streamer.pipeline.early import EarlySource
 from streamer.pipeline.fanout import RegionRun
 from streamer.pipeline.run import preflight_regions, probe_prefix, require_quorum, run_backup
 from streamer.pipeline.webroot import webroot_source
@@ -55,6 +56,7 @@ class BackupRequest:
     series: Series
     ops: OpsConfig = field(default_factory=OpsConfig)
     observer: Observer | None = None  # the progress display (report/progress.py)
+    early: EarlySource | None = None  # the webroot's tar, already running (pipeline/early.py)
 
 
 @dataclass
@@ -160,7 +162,8 @@ async def _locked_run(request: BackupRequest, layout: Layout, all_clients: list[
             extra.append((dump.source, dump.info.to_manifest()))
         result = outcome.result = await run_backup(
             config, series.periodicity, series.build, extra_sources=extra,
-            observer=request.observer, now=started, layout=layout, regions=regions)
+            observer=request.observer, now=started, layout=layout, regions=regions,
+            early=request.early)
         if pending is not None:
             await pending.close()  # the snapshot is not held through heal and retention
         if result.exit_code != EXIT_FAILED:

@@ -55,6 +55,20 @@ class BufferPool:
             with anyio.move_on_after(1.0 if self.orphans else math.inf):
                 await self.budget.changed()
 
+    def adopt(self, body: PartBody) -> None:
+        """Count a buffer allocated before the budget existed (pipeline/early.py's
+        spool) as one of the pool's own: its bytes are in the budget from now on,
+        and returned by its finalizer when it dies.  Never waits: the spool is
+        at most half the budget, and is adopted before any other buffer is taken."""
+        size = len(body)
+        if self.budget.used + size > self.budget.limit:
+            raise ValueError(f"cannot adopt {size} bytes: {self.budget.used} of "
+                             f"{self.budget.limit} are held")
+        self.budget.used += size
+        self.budget.peak = max(self.budget.peak, self.budget.used)
+        weakref.finalize(body, self.budget.release, size)
+        self.allocated += 1
+
     def orphaned(self, part: Part) -> None:
         """A freed part's buffer was still referenced (see Part.release): wake
         the producer to collect it if the budget is spent."""

@@ -36,6 +36,7 @@ from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.buffers import BufferPool
 from streamer.pipeline.chunker import ChunkFiller, Part
 from streamer.pipeline.consume import region_worker
+from streamer.pipeline.early import EarlySource
 from streamer.pipeline.lag import LagMeter, alone_region
 from streamer.pipeline.produce import Senders, produce
 from streamer.pipeline.sizing import MAX_PARTS, part_size
@@ -99,6 +100,7 @@ class ArtifactRun:
     head: tuple[int, str] | None = None  # that header's stored size and SHA-256
     bucket: str | None = None  # another bucket of the region than the run's (ADT: -db-)
     filler: ChunkFiller | None = None  # live counters while the source streams
+    early: EarlySource | None = None  # its source, started before start-up (pipeline/early.py)
     started: float = 0.0
     finished: float = 0.0
     retention: Retention | None = None  # Object Lock of its objects and the manifest's

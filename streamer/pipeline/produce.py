@@ -13,12 +13,11 @@ CPU from the producer, the critical path).  See docs/ARCHITECTURE.md.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 import anyio
@@ -28,6 +27,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from streamer import tarframe
 from streamer.errors import SourceError
 from streamer.pipeline.chunker import PRODUCER, ChunkFiller, Part
+from streamer.pipeline.early import LineCounter, spawn_source
 from streamer.pipeline.sizing import MAX_PARTS, part_size
 from streamer.process import Child, exit_text
 from streamer.store.base import PartBody
@@ -37,35 +37,37 @@ if TYPE_CHECKING:  # the fan-out owns the producer; imported for annotations onl
     from streamer.pipeline.fanout import ArtifactRun, Fanout
 
 Senders = dict[int, MemoryObjectSendStream[Part]]
-F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
 
 
 async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGroup) -> None:
     """Run ``art``'s source to its end, every part queued to the regions; then
-    judge its exit (a warning exit is recorded, a failure raises SourceError)."""
-    child, listing_fd = _spawn(art)
-    assert child.proc.stdout is not None
-    _grow_pipe(child.proc.stdout.fileno())
-    filler = ChunkFiller(child.proc.stdout.fileno(), fanout.codec.compression,
-                         fanout.codec.level, art.compress_threads,
-                         fanout.config.encryption.recipients, art.member, fanout.dial,
-                         whole_sha256=fanout.config.checksum != "auto")
-    art.filler = filler
-    child.start_tail()
-    counter = [0]
-    counted = anyio.Event()
-    if listing_fd >= 0:
-        tg.start_soon(_count_lines, listing_fd, counter, counted)
+    judge its exit (a warning exit is recorded, a failure raises SourceError).
+    A source started early (``art.early``, pipeline/early.py) is adopted: its
+    child, its filler, and its spooled buffers as the first parts."""
+    spool: deque[tuple[PartBody, int]] = deque()
+    if art.early is not None:
+        adopted = art.early.adopt()
+        child, listing, filler, spool = adopted.child, adopted.listing, adopted.filler, adopted.spool
     else:
-        counted.set()
+        child, listing_fd = spawn_source(art.source, art.name)
+        listing = LineCounter(listing_fd)
+        assert child.proc.stdout is not None
+        filler = ChunkFiller(child.proc.stdout.fileno(), fanout.codec.compression,
+                             fanout.codec.level, art.compress_threads,
+                             fanout.config.encryption.recipients, art.member, fanout.dial,
+                             whole_sha256=fanout.config.checksum != "auto")
+        child.start_tail()
+    assert child.proc.stdout is not None
+    art.filler = filler
     idle = threading.Event()  # set while no fill is running in a worker thread
     idle.set()
     reserve = art.reserve  # the compressor's working memory (pipeline/run._compressors)
     try:
         await fanout.budget.acquire(reserve)  # the compressor's working memory
-        await _cut_parts(fanout, art, filler, senders, idle)
+        await _cut_parts(fanout, art, filler, senders, idle, spool)
         code = await child.wait()
     finally:
+        spool.clear()
         fanout.budget.release(reserve)
         await child.reap()
         # The source has exited, so its pipes reach EOF and the reader
@@ -73,43 +75,26 @@ async def produce(fanout: Fanout, art: ArtifactRun, senders: Senders, tg: TaskGr
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             await anyio.to_thread.run_sync(idle.wait, 10.0)
             await child.tail_done()
-            await counted.wait()
+            await anyio.to_thread.run_sync(listing.join, 10.0)
         child.proc.stdout.close()
     art.source_bytes = filler.source_bytes
     art.stored_bytes = filler.stored_bytes
     art.sha256 = filler.sha256.hexdigest() if filler.sha256 is not None else ""
     art.levels = filler.levels()
-    art.listed_members = counter[0]
+    art.listed_members = listing.count
     _judge_exit(art, child, code)
 
 
-def _spawn(art: ArtifactRun) -> tuple[Child, int]:
-    """Start the source; returns it and the read end of its listing pipe (or -1)."""
-    source = art.source
-    list_r, list_w = os.pipe() if source.listing else (-1, -1)
-    argv = [a.replace("{listing_fd}", str(list_w)) for a in source.argv]
-    try:
-        child = Child.spawn(argv, env=source.env, cwd=source.cwd,
-                            pass_fds=(list_w,) if source.listing else ())
-    except OSError as e:
-        if list_r >= 0:
-            os.close(list_r)
-        raise SourceError(f"{art.name}: cannot start {argv[0]}: {e.strerror}",
-                          "check that it is installed and on PATH") from None
-    finally:
-        if list_w >= 0:
-            os.close(list_w)
-    return child, list_r
-
-
 async def _cut_parts(fanout: Fanout, art: ArtifactRun, filler: ChunkFiller, senders: Senders,
-                     idle: threading.Event) -> None:
+                     idle: threading.Event, spool: deque[tuple[PartBody, int]]) -> None:
     """Fill parts until the source's EOF; each is sealed and queued beside the next fill.
 
     A tar-framed artifact (``art.member``) keeps its first part back, with
     room at its front, until the source ended: then the member's size is
     known, its tar header goes in front of the part (``_finish_head``), and
-    part 1 is queued last (docs/ARCHITECTURE.md, "A tar member of unknown size")."""
+    part 1 is queued last (docs/ARCHITECTURE.md, "A tar member of unknown size").
+    The ``spool``'s buffers, filled before start-up ended (pipeline/early.py:
+    never a tar-framed artifact), are the first parts, in order."""
 
     def fill(body: PartBody, start: int) -> int:
         idle.clear()
@@ -122,15 +107,19 @@ async def _cut_parts(fanout: Fanout, art: ArtifactRun, filler: ChunkFiller, send
     held: tuple[PartBody, int] | None = None
     async with anyio.create_task_group() as sealers:
         number = 0
-        while not filler.exhausted:
+        while spool or not filler.exhausted:
             number += 1
             if number > MAX_PARTS:
                 raise SourceError(f"{art.name} exceeds {MAX_PARTS} parts of at most "
                                   f"{fanout.max_part} bytes", "raise STREAMER_MEMORY_BUDGET")
             size = part_size(number, fanout.max_part)
-            body = await fanout.take_buffer(size)
             start = reserve if number == 1 else 0
-            n = await anyio.to_thread.run_sync(fill, body, start, abandon_on_cancel=True)
+            if spool:
+                body, n = spool.popleft()
+                assert len(body) == size and not start, "spooled for another part size"
+            else:
+                body = await fanout.take_buffer(size)
+                n = await anyio.to_thread.run_sync(fill, body, start, abandon_on_cancel=True)
             if start:
                 held, art.parts = (body, n), 1
                 del body
@@ -220,24 +209,3 @@ def _judge_exit(art: ArtifactRun, child: Child, code: int) -> None:
                           f"{last_line or 'no message'}")
     for state in art.states.values():
         state.source_finished(True)
-
-
-def _grow_pipe(fd: int) -> None:
-    """Ask for a 1 MiB pipe so the producer reads in large blocks (Linux only)."""
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(fd, F_SETPIPE_SZ, 1024 * 1024)
-
-
-async def _count_lines(fd: int, counter: list[int], done: anyio.Event) -> None:
-    """Count the lines of the source's listing (tar's members) until EOF."""
-    def run() -> None:
-        try:
-            while True:
-                data = os.read(fd, 65536)
-                if not data:
-                    break
-                counter[0] += data.count(b"\n")
-        finally:
-            os.close(fd)
-    await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
-    done.set()

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,8 +34,8 @@ from streamer.model import BackupResult, Observer, Periodicity, Progress, Region
 from streamer.pipeline.adapt import LevelController
 from streamer.pipeline.budget import ByteBudget
 from streamer.pipeline.commit import BeforeCommit, abort_all, commit
+from streamer.pipeline.early import EarlySource, compressor_plan
 from streamer.pipeline.fanout import ArtifactRun, Fanout, RegionRun, progress, ready_regions
-from streamer.pipeline.sizing import max_part_size
 from streamer.pipeline.webroot import webroot_source
 from streamer.process import ProcessSource
 from streamer.settings.config import Config
@@ -122,7 +121,8 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
                      now: datetime | None = None, observer: Observer | None = None,
                      layout: Layout | None = None,
                      clients: list[ObjectStore] | None = None,
-                     regions: list[RegionRun] | None = None) -> BackupResult:
+                     regions: list[RegionRun] | None = None,
+                     early: EarlySource | None = None) -> BackupResult:
     """Back up the webroot (and ``extra_sources``, e.g. the database dump).
 
     ``layout`` (default: the configured one) says the codec and the objects'
@@ -130,7 +130,8 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     ADT layout keeps the previous copies there); ``clients`` are the run's
     stores, one per region, in the layout's bucket (default: opened here);
     ``regions``, if given, are those stores already through the bucket check
-    (``preflight_regions``): a region that failed it is not tried again."""
+    (``preflight_regions``): a region that failed it is not tried again.
+    ``early``: the webroot's source, started before start-up (pipeline/early.py)."""
     layout = layout or layout_for(config)
     started = now or datetime.now(UTC)
     run_stamp = model.stamp(started)
@@ -142,18 +143,9 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
     def content_type(name: str) -> str:
         return AGE_CONTENT_TYPE if encrypted else codec.content_type(run_codec.compression, name)
 
-    webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
-    retention = run_retention(config, started)
-    artifacts = [ArtifactRun("webroot", placement.key("webroot"), webroot_src,
-                             content_type=content_type("webroot"), retention=retention)]
-    database_meta: dict[str, Any] | None = None
-    for source, meta in extra_sources or []:
-        artifacts.append(ArtifactRun(source.name, placement.key(source.name), source,
-                                     content_type=content_type(source.name),
-                                     member=placement.members.get(source.name),
-                                     bucket=placement.buckets.get(source.name),
-                                     retention=retention))
-        database_meta = meta
+    artifacts, excludes, database_meta = _artifacts(config, placement, content_type,
+                                                    run_retention(config, started),
+                                                    extra_sources or [], early)
     result = BackupResult(EXIT_FAILED, build, periodicity.value, run_stamp, started, started,
                           budget_limit=config.memory_budget)
     async with contextlib.AsyncExitStack() as stack:
@@ -178,16 +170,41 @@ async def run_backup(config: Config, periodicity: Periodicity, build: str, *,
         return _finish(result, artifacts, regions, committed, failure)
 
 
+def _artifacts(config: Config, placement: Placement, content_type: Callable[[str], str],
+               retention: Retention | None,
+               extra_sources: list[tuple[ProcessSource, dict[str, Any]]],
+               early: EarlySource | None,
+               ) -> tuple[list[ArtifactRun], tuple[str, ...], dict[str, Any] | None]:
+    """The run's artifacts (the webroot first), the excludes its tar applies,
+    and the database's manifest entry (None without one)."""
+    webroot_src, excludes = webroot_source(config.webroot, config.excludes, config.persist_assets)
+    artifacts = [ArtifactRun("webroot", placement.key("webroot"), webroot_src,
+                             content_type=content_type("webroot"), retention=retention,
+                             early=early)]
+    database_meta: dict[str, Any] | None = None
+    for source, meta in extra_sources:
+        artifacts.append(ArtifactRun(source.name, placement.key(source.name), source,
+                                     content_type=content_type(source.name),
+                                     member=placement.members.get(source.name),
+                                     bucket=placement.buckets.get(source.name),
+                                     retention=retention))
+        database_meta = meta
+    return artifacts, excludes, database_meta
+
+
 async def _stream_all(config: Config, run_codec: codec.Codec, regions: list[RegionRun],
                       artifacts: list[ArtifactRun],
                       observer: Observer | None) -> tuple[Fanout, str | None]:
     """Stream every artifact to every live region, in one task group; returns
     the fan-out and why the run failed (None: every stream ended).  On
     cancellation (SIGINT/SIGTERM) or a bug every upload is aborted first."""
-    parts_budget, high = _compressors(config, run_codec, artifacts)
+    early = artifacts[0].early
+    max_part, high = _compressors(config, run_codec, artifacts, early)
     run_scope = anyio.CancelScope()
-    fanout = Fanout(config, regions, ByteBudget(config.memory_budget),
-                    max_part_size(parts_budget, len(artifacts)), run_scope.cancel, run_codec)
+    fanout = Fanout(config, regions, ByteBudget(config.memory_budget), max_part,
+                    run_scope.cancel, run_codec)
+    if artifacts[0].early is not None:
+        await _adopt_spool(fanout, artifacts[0].early)
     failure: str | None = None
     try:
         try:
@@ -216,28 +233,32 @@ async def _stream_all(config: Config, run_codec: codec.Codec, regions: list[Regi
     return fanout, failure
 
 
-def _compressors(config: Config, run_codec: codec.Codec,
-                 artifacts: list[ArtifactRun]) -> tuple[int, int]:
-    """Each artifact's zstd threads and the budget its compressor reserves;
-    returns the budget left for parts and the adaptive level's ceiling.
+def _compressors(config: Config, run_codec: codec.Codec, artifacts: list[ArtifactRun],
+                 early: EarlySource | None) -> tuple[int, int]:
+    """Each artifact's zstd threads and the budget its compressor reserves
+    (pipeline/early.compressor_plan: the early start's threads, if one runs);
+    returns the largest part and the adaptive level's ceiling."""
+    plan = compressor_plan(config, run_codec, len(artifacts), early.plan.threads if early else None)
+    if run_codec.compression == "zstd":
+        artifacts[0].compress_threads = plan.threads
+        for art, reserve in zip(artifacts, plan.reserves, strict=True):
+            art.reserve = reserve
+    if early is not None:
+        if plan == early.plan and early.source == artifacts[0].source:
+            return plan.max_part, plan.high
+        early.close()  # started for another plan: the run starts its own tar
+        artifacts[0].early = None
+    return plan.max_part, plan.high
 
-    Worker threads go to the webroot only: ``STREAMER_COMPRESSION_THREADS``,
-    or with ``auto`` (None) as many as the free cores allow (codec.auto_threads:
-    this host's usable CPUs less its load).  The adaptive ceiling's contexts
-    beyond level 3's (which is in the baseline) are reserved."""
-    if run_codec.compression != "zstd":
-        return config.memory_budget, run_codec.level
-    threads = config.compression_threads
-    if threads is None:
-        threads = codec.auto_threads(len(os.sched_getaffinity(0)), os.getloadavg()[0],
-                                     config.memory_budget)
-    artifacts[0].compress_threads = threads
-    high = codec.auto_high(config.memory_budget, threads) if run_codec.auto else 0
-    parts_budget = config.memory_budget
-    for art in artifacts:
-        art.reserve = codec.compressor_reserve("zstd", art.compress_threads, high)
-        parts_budget -= art.reserve
-    return parts_budget, high or run_codec.level
+
+async def _adopt_spool(fanout: Fanout, early: EarlySource) -> None:
+    """Stop the early fill and count its buffers in the run's budget, before
+    any stream takes one (so the run's total stays within the budget); the
+    early dial (at the starting level) becomes the run's."""
+    await anyio.to_thread.run_sync(early.stop_filling)
+    for body, _ in early.spooled():
+        fanout.pool.adopt(body)
+    fanout.dial = early.dial
 
 
 async def _commit_or_fail(config: Config, result: BackupResult, artifacts: list[ArtifactRun],

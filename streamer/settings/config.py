@@ -152,6 +152,9 @@ class Config:
     # process, its threads and children (STREAMER_NICE; process.lower_priority).
     bwlimit: int = 0
     nice: Priority = field(default_factory=Priority)
+    # Start the webroot's tar and compression before start-up (STREAMER_EARLY_START;
+    # pipeline/early.py, docs/ARCHITECTURE.md "Start-up and tear-down").
+    early_start: bool = True
     # Seconds the producer may wait on one region alone (every other region
     # idle), summed over the run, before that region is dropped and left to
     # heal; 0: never (pipeline/lag.py, docs/RELIABILITY.md).
@@ -366,6 +369,8 @@ def parse_config(s: Mapping[str, str]) -> Config:
         min_part_rate=min_part_rate,
         bwlimit=bwlimit,
         nice=parse_nice(s.get("STREAMER_NICE", "off")),
+        early_start=parse_choice("STREAMER_EARLY_START", s.get("STREAMER_EARLY_START", "on"),
+                                 ("on", "off")) == "on",
         lag_limit=parse_duration("STREAMER_LAG_LIMIT", s.get("STREAMER_LAG_LIMIT", "300")),
         progress_interval=parse_float("STREAMER_PROGRESS_INTERVAL",
                                       s.get("STREAMER_PROGRESS_INTERVAL", "5")),

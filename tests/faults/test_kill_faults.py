@@ -38,8 +38,10 @@ MOMENTS = {
 
 
 def _wait_for(proxy: FaultProxy, op: str, count: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until ``count`` of the run's own ``op`` requests passed (the checksum
+    probe's UploadParts, sent during start-up, are not the run's parts)."""
     deadline = time.monotonic() + 180
-    while proxy.seen[op] < count:
+    while proxy.seen[op] - proxy.seen[f"{op} probe"] < count:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"{op} never reached {count}"
         time.sleep(0.01)
