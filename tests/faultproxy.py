@@ -27,8 +27,8 @@ A fault matches when ``op`` is the request's operation or ``"*"``, ``path`` (if
 set) is part of the request path, at least ``after`` such requests passed since
 the fault was added, it fired fewer than ``times`` times (if set), and a draw
 from the seeded RNG is below ``probability``.  ``seen`` counts the requests of
-each operation (``"<op> probe"``: those of the checksum probe, under
-``streamer-probe/``), ``fired`` the faults injected by action.
+each operation (``"<op> probe"``: those of the checksum probe, whose keys
+hold ``streamer-probe``), ``fired`` the faults injected by action.
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ class FaultProxy:
     def _pick(self, op: str, path: str) -> _Armed | None:
         with self._lock:
             self.seen[op] += 1
-            if "/streamer-probe/" in path:  # the checksum probe's (store/negotiate.py)
+            if "streamer-probe" in path:  # the checksum probe's (store/negotiate.py, pipeline/run.probe_prefix)
                 self.seen[f"{op} probe"] += 1
             for armed in self._armed:
                 f = armed.fault
