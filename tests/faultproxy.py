@@ -342,7 +342,7 @@ class FaultProxy:
     def _pick(self, op: str, path: str) -> _Armed | None:
         with self._lock:
             self.seen[op] += 1
-            if "streamer-probe" in path:  # the checksum probe's (store/negotiate.py, pipeline/run.probe_prefix)
+            if "streamer-probe" in path:  # the checksum probe (pipeline/run.probe_prefix)
                 self.seen[f"{op} probe"] += 1
             for armed in self._armed:
                 f = armed.fault
