@@ -367,8 +367,11 @@ def test_backup_exits_4_while_another_host_holds_the_lock(
 
 def test_two_backups_started_together_one_runs_one_exits_4(
         regions: RegionsEnv, bucket: str, streamer_env: dict[str, str], tmp_path: Path) -> None:
-    root = small_webroot(tmp_path, 24 * 1024 * 1024)  # long enough to overlap
-    env = {**streamer_env, "STREAMER_WEBROOT": str(root), "STREAMER_COMPRESSION": "none"}
+    root = small_webroot(tmp_path, 24 * 1024 * 1024)
+    # The winner holds the lock for about 4.5 s (72 MB at 16 MiB/s), far longer
+    # than the two start-ups can drift apart, so the runs surely overlap.
+    env = {**streamer_env, "STREAMER_WEBROOT": str(root), "STREAMER_COMPRESSION": "none",
+           "STREAMER_BWLIMIT": "16MiB"}
     procs = [subprocess.Popen([*STREAMER, "hourly", "twin"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
