@@ -7,6 +7,7 @@ machine's real PostgreSQL and MariaDB servers.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -60,7 +61,8 @@ def the_manifest(regions: RegionsEnv, bucket: str, index: int, build: str) -> di
 
 def restore_stored_dump(data: bytes, cfg: DatabaseConfig) -> None:
     """Feed the decompressed stored dump to the engine's own client, through a pipe."""
-    sql = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    sql = zstandard.ZstdDecompressor().stream_reader(  # every frame: the level may change
+              io.BytesIO(data), read_across_frames=True).read()
     with restore_client(cfg) as client:
         proc = subprocess.run(client.argv, input=sql, env=os.environ | dict(client.env),
                               capture_output=True, check=False)

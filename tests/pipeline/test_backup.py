@@ -76,7 +76,8 @@ def source_members(root: Path, excludes: set[str]) -> dict[str, tuple[str, int, 
 
 def decompress(data: bytes, compression: str) -> bytes:
     if compression == "zstd":
-        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        return zstandard.ZstdDecompressor().stream_reader(  # every frame: the level may change
+                   io.BytesIO(data), read_across_frames=True).read()
     if compression == "gzip":
         return zlib.decompress(data, 16 + zlib.MAX_WBITS)
     return data
