@@ -36,6 +36,7 @@ from streamer.cli_support import (
     be_gentle,
     config_from,
     early_started,
+    exit_code_of,
     guarded,
     load_config,
     load_settings,
@@ -44,7 +45,6 @@ from streamer.cli_support import (
     run_async,
     tune_malloc,
 )
-from streamer.errors import EXIT_USAGE
 from streamer.model import Periodicity, Series, parse_build_identifier
 from streamer.settings.ops import parse_ops
 
@@ -389,11 +389,7 @@ def main() -> None:
     first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
     if first is not None and argv[first].upper() in PERIODICITY_NAMES:
         argv.insert(first, "backup")
-    try:
-        app(args=argv, prog_name="streamer")
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (EXIT_USAGE if e.code else 0)
-        sys.exit(code)
+    sys.exit(exit_code_of(lambda: app(args=argv, prog_name="streamer")))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import anyio
 import typer
 
 from streamer import __version__
-from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, StreamerError
+from streamer.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, StreamerError
 from streamer.model import Periodicity, parse_build_identifier
 from streamer.process import lower_priority
 from streamer.settings.config import Config, parse_config
@@ -157,6 +157,21 @@ def be_gentle(config: Config) -> Config:
             raise ConfigError(f"STREAMER_NICE={config.nice.describe()}: cannot set the priority: "
                               f"{e}", "install util-linux (ionice) or set STREAMER_NICE=off") from None
     return config
+
+
+def exit_code_of(run: Callable[[], object]) -> int:
+    """The process's exit code for the typer app's run.  An interrupt that
+    arrives after the command's own handling (``guarded``: the one line, the
+    reports), e.g. a SIGTERM taken while the early start is being closed,
+    still ends in exit 130, not in Python's death by SIGINT."""
+    try:
+        try:
+            run()
+            return 0
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else (EXIT_USAGE if e.code else 0)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 def _interrupt(signum: int, frame: object) -> None:
