@@ -422,10 +422,12 @@ def render_png(doc: dict[str, Any], path: Path) -> None:
 
 def render(doc: dict[str, Any], outdir: Path = HERE) -> None:
     (outdir / "RESULTS.md").write_text(render_md(doc))
-    if not doc.get("runs"):
-        return  # the extras alone: no contender to plot
+    import report_plots
+
     try:
-        render_png(doc, outdir / "results.png")
+        report_plots.render_issue12(doc, outdir / "results-issue12.png")
+        if doc.get("runs"):  # else the extras alone: no contender to plot
+            render_png(doc, outdir / "results.png")
     except ImportError as e:
         print(f"report: no plot ({e}); install matplotlib", file=sys.stderr)
 

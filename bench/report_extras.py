@@ -42,6 +42,11 @@ def sections(doc: dict[str, Any]) -> list[str]:
         out.append(f"`{e.get('command', f'bench/{name}.py')}` — {e.get('ran', '?')}, "
                    f"{e.get('seconds', '?')} s\n")
         out.append((e.get("table_md") or "").strip() + "\n")
+    import report_plots
+
+    if report_plots.has_any(doc):
+        out.append("![issue 12: tree kinds, cores, restore and the database stream as ratios]"
+                   "(results-issue12.png)\n")
     return out
 
 

@@ -79,3 +79,40 @@ def test_a_database_run_counts_only_with_the_database_in_every_region() -> None:
     bad = {"ok": True, "verify": {"objects": [both] * 2 + [{key + "webroot.tar.zst": 1}]}}
     scale_db._require_database(bad)
     assert not bad["ok"] and "database" in bad["error"]
+
+
+def _scale_doc() -> dict:
+    runs = []
+    for kind, walls in (("cms", {"producer": 2.0, "streamer": 3.0, "aws": 5.0}),
+                        ("text", {"producer": 1.0, "streamer": 1.5, "s5cmd": 2.5})):
+        for c, w in walls.items():
+            runs += [{"ok": True, "part": "trees", "tree_kind": kind, "contender": c, "wall": w},
+                     {"ok": True, "part": "trees", "tree_kind": kind, "contender": c, "wall": w * 3},
+                     {"ok": True, "part": "trees", "tree_kind": kind, "contender": c, "wall": w}]
+    runs.append({"ok": False, "part": "trees", "tree_kind": "cms", "contender": "rclone", "wall": 1.0})
+    for cpus, w in (("0", 4.0), ("0,1", 2.5)):
+        runs.append({"ok": True, "part": "cores", "base": "streamer", "cpus": cpus, "wall": w})
+    runs += [{"ok": True, "part": "db", "engine": "postgres", "contender": "dump", "wall": 2.0},
+             {"ok": True, "part": "db", "engine": "postgres", "contender": "streamer-db-postgres",
+              "wall": 3.0}]
+    restore = {"raw": [{"tree": "webroot 300MiB", "runs": {"streamer": [[1.2, 1.0], [1.4, 1.0]],
+                                                           "aws": [[1.0, 2.0]]}}]}
+    return {"extras": {"scale": {"runs": runs}, "restore": restore}}
+
+
+def test_the_issue12_plot_takes_medians_of_the_successful_runs_as_ratios(tmp_path: Path) -> None:
+    import report_plots
+
+    doc = _scale_doc()
+    trees = report_plots.tree_ratios(doc["extras"]["scale"])
+    assert trees == {"cms": {"producer": 1.0, "streamer": 1.5, "aws": 2.5},
+                     "text": {"producer": 1.0, "streamer": 1.5, "s5cmd": 2.5}}  # failed rclone left out
+    assert report_plots.core_speedups(doc["extras"]["scale"]) == {"streamer": 1.6}
+    peers = report_plots.peer_ratios(doc["extras"])
+    assert [(w.split()[0], round(r, 3), round(g, 3)) for w, r, g in peers] == [
+        ("restore", 1.3, 0.8), ("database", 1.5, 1.053)]
+    out = tmp_path / "issue12.png"
+    assert report_plots.render_issue12(doc, out) and out.read_bytes()[:4] == b"\x89PNG"
+    assert not report_plots.render_issue12({"extras": {}}, out) and not out.exists()
+    assert "results-issue12.png" in "".join(report_extras.sections(doc))
+    assert "results-issue12.png" not in "".join(report_extras.sections({"extras": {}}))
