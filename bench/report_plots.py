@@ -25,7 +25,9 @@ from typing import Any
 
 ORDER = ("producer", "streamer", "aws", "s5cmd", "rclone")
 COLORS = {"producer": "#7f7f7f", "streamer": "#1f77b4", "aws": "#ff7f0e", "s5cmd": "#2ca02c",
-          "rclone": "#d62728"}
+          "rclone": "#d62728", "streamer-zstd2": "#6baed6"}
+# bench/scale.py's cores part also runs streamer with STREAMER_COMPRESSION_THREADS=2
+CORES = (*ORDER, "streamer-zstd2")
 
 
 def _median(runs: list[dict[str, Any]], **match: Any) -> float | None:
@@ -49,7 +51,7 @@ def tree_ratios(scale: dict[str, Any]) -> dict[str, dict[str, float]]:
 def core_speedups(scale: dict[str, Any]) -> dict[str, float]:
     runs = [r for r in scale.get("runs") or [] if r.get("part") == "cores"]
     out = {}
-    for c in ORDER:
+    for c in CORES:
         one, two = (_median(runs, base=c, cpus=x) for x in ("0", "0,1"))
         if one and two:
             out[c] = one / two
@@ -132,7 +134,7 @@ def _bars(ax: Any, values: dict[str, float], title: str) -> None:
     for i, n in enumerate(names):
         ax.text(i, values[n], f"{values[n]:.2f}x", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, fontsize=9)
+    ax.set_xticklabels([n.replace("-", "\n") for n in names], fontsize=8)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
 

@@ -92,6 +92,8 @@ def _scale_doc() -> dict:
     runs.append({"ok": False, "part": "trees", "tree_kind": "cms", "contender": "rclone", "wall": 1.0})
     for cpus, w in (("0", 4.0), ("0,1", 2.5)):
         runs.append({"ok": True, "part": "cores", "base": "streamer", "cpus": cpus, "wall": w})
+        runs.append({"ok": True, "part": "cores", "base": "streamer-zstd2", "cpus": cpus,
+                     "wall": w * (1.0 if cpus == "0" else 0.8)})
     runs += [{"ok": True, "part": "db", "engine": "postgres", "contender": "dump", "wall": 2.0},
              {"ok": True, "part": "db", "engine": "postgres", "contender": "streamer-db-postgres",
               "wall": 3.0}]
@@ -107,7 +109,8 @@ def test_the_issue12_plot_takes_medians_of_the_successful_runs_as_ratios(tmp_pat
     trees = report_plots.tree_ratios(doc["extras"]["scale"])
     assert trees == {"cms": {"producer": 1.0, "streamer": 1.5, "aws": 2.5},
                      "text": {"producer": 1.0, "streamer": 1.5, "s5cmd": 2.5}}  # failed rclone left out
-    assert report_plots.core_speedups(doc["extras"]["scale"]) == {"streamer": 1.6}
+    assert report_plots.core_speedups(doc["extras"]["scale"]) == {"streamer": 1.6,
+                                                                  "streamer-zstd2": 2.0}
     peers = report_plots.peer_ratios(doc["extras"])
     assert [(w.split()[0], round(r, 3), round(g, 3)) for w, r, g in peers] == [
         ("restore", 1.3, 0.8), ("database", 1.5, 1.053)]
